@@ -1,0 +1,63 @@
+using KmemNative.PageAlloc;
+
+namespace KmemNative;
+
+/// <summary>
+/// One emulated CPU: its per-CPU area in the arena (per-CPU page lists, later per-CPU slabs) and its event
+/// counters. The analogue of the kernel's cheap <c>this_cpu</c> access: hold it and pass it to hot calls.
+/// </summary>
+/// <remarks>
+/// A CPU runs one host thread at a time, like a kernel CPU with preemption disabled: the per-CPU fast paths
+/// take no lock. <see cref="Machine.GetCpu"/> binds a CPU to the calling thread (a second live thread asking
+/// for it gets <see cref="CpuUnavailableException"/>); <see cref="Machine.ThisCpu"/> binds any free CPU and
+/// remembers it for the thread. Other threads never touch a bound CPU's per-CPU state: a drain they request is
+/// done by the owner at its next slow path, or at once when the CPU is not bound.
+/// </remarks>
+public sealed unsafe class Cpu
+{
+    internal Cpu(Machine machine, int id, byte* percpu, ulong percpuVa)
+    {
+        Machine = machine;
+        Id = id;
+        Percpu = percpu;
+        PercpuVa = percpuVa;
+        Events = new long[Enum.GetValues<VmEvent>().Length];
+        NumaHit = new long[8];
+    }
+
+    /// <summary>The machine this CPU belongs to.</summary>
+    public Machine Machine { get; }
+
+    /// <summary>smp_processor_id().</summary>
+    public int Id { get; }
+
+    /// <summary>Name of the task running on this CPU (<c>current-&gt;comm</c>), used in kernel reports.</summary>
+    public string Comm { get; set; } = "kmem";
+
+    /// <summary>Pid of the task running on this CPU (0 = the idle/boot task).</summary>
+    public int Pid { get; set; }
+
+    /// <summary>Host address of this CPU's per-CPU unit (<c>__per_cpu_offset[cpu]</c> translated).</summary>
+    internal byte* Percpu { get; }
+
+    /// <summary>Kernel virtual address of this CPU's per-CPU unit.</summary>
+    internal ulong PercpuVa { get; }
+
+    /// <summary>vm_event_states for this CPU.</summary>
+    internal long[] Events { get; }
+
+    /// <summary>Per-zone numa_hit/numa_local counts (one node: every allocation is a local hit).</summary>
+    internal long[] NumaHit { get; }
+
+    /// <summary>The thread this CPU is bound to, or null.</summary>
+    internal Thread? Owner;
+
+    /// <summary>Set by drain_all_pages() on another thread; the owner drains at its next pcp slow path.</summary>
+    internal volatile bool DrainRequested;
+
+    /// <summary>Reads one of this CPU's event counters.</summary>
+    public long Event(VmEvent item) => Events[(int)item];
+
+    /// <inheritdoc/>
+    public override string ToString() => $"cpu{Id}";
+}

@@ -1,0 +1,136 @@
+using KmemNative.PhysMem;
+
+namespace KmemNative.PageAlloc;
+
+/// <summary>
+/// Offsets of the page allocator's kernel structs as laid out in the arena for one profile: <c>struct zone</c>
+/// (fields of include/linux/mmzone.h in kernel order; hot and cold groups each start on a cache line, as the
+/// kernel's CACHELINE_PADDING does), <c>struct free_area</c>, <c>struct per_cpu_pages</c> and the node.
+/// </summary>
+internal sealed class KernelLayouts
+{
+    public KernelLayouts(int ptr, int nrZones, bool numa, int nrPcpLists)
+    {
+        PointerSize = ptr;
+        NrZones = nrZones;
+        NrPcpLists = nrPcpLists;
+        int listHead = 2 * ptr;
+
+        FreeArea = new KStructLayout("free_area")
+            .Add("free_list", MigrateTypes.Count * listHead, ptr)
+            .Add("nr_free", ptr);
+
+        var z = new KStructLayout("zone")
+            .Add("_watermark", 4 * ptr, ptr)
+            .Add("watermark_boost", ptr)
+            .Add("nr_reserved_highatomic", ptr)
+            .Add("nr_free_highatomic", ptr)
+            .Add("lowmem_reserve", nrZones * ptr, ptr);
+        if (numa)
+            z.Add("node", 4);
+        z.Add("zone_pgdat", ptr)
+            .Add("per_cpu_pageset", ptr)
+            .Add("per_cpu_zonestats", ptr)
+            .Add("pageset_high_min", 4)
+            .Add("pageset_high_max", 4)
+            .Add("pageset_batch", 4)
+            .Add("pageblock_flags", ptr)
+            .Add("zone_start_pfn", ptr)
+            .Add("managed_pages", ptr)
+            .Add("spanned_pages", ptr)
+            .Add("present_pages", ptr)
+            .Add("name", ptr)
+            .Add("nr_isolate_pageblock", ptr)
+            .Add("initialized", 4)
+            .AlignTo(64)
+            .Add("free_area", PageSize.NrOrders * FreeArea.Size, ptr)
+            .Add("flags", ptr)
+            .Add("lock", 4)
+            .AlignTo(64)
+            .Add("vm_stat", VmStatNames.Zone.Length * ptr, ptr);
+        if (numa)
+            z.Add("vm_numa_event", VmStatNames.Numa.Length * ptr, ptr);
+        Zone = z.AlignTo(64);
+
+        // struct per_cpu_pages { spinlock_t lock; int count, high, high_min, high_max, batch; u8 flags,
+        // alloc_factor[, expire]; short free_count; struct list_head lists[NR_PCP_LISTS]; } ____cacheline_aligned
+        var p = new KStructLayout("per_cpu_pages")
+            .Add("lock", 4)
+            .Add("count", 4)
+            .Add("high", 4)
+            .Add("high_min", 4)
+            .Add("high_max", 4)
+            .Add("batch", 4)
+            .Add("flags", 1)
+            .Add("alloc_factor", 1);
+        if (numa)
+            p.Add("expire", 1);
+        Pcp = p.Add("free_count", 2)
+            .Add("lists", nrPcpLists * listHead, ptr)
+            .AlignTo(64);
+
+        // pglist_data, trimmed to what the emulator keeps: the zones first (node_zones[]), then the node's span
+        // and counters.
+        Node = new KStructLayout("pglist_data")
+            .Add("node_zones", nrZones * Zone.Size, 64)
+            .Add("nr_zones", 4)
+            .Add("node_start_pfn", ptr)
+            .Add("node_present_pages", ptr)
+            .Add("node_spanned_pages", ptr)
+            .Add("node_id", 4)
+            .Add("totalreserve_pages", ptr)
+            .AlignTo(64)
+            .Add("vm_stat", VmStatNames.Node.Length * ptr, ptr)
+            .AlignTo(64);
+
+        WatermarkOff = Zone.Offset("_watermark");
+        BoostOff = Zone.Offset("watermark_boost");
+        LowmemReserveOff = Zone.Offset("lowmem_reserve");
+        FreeAreaOff = Zone.Offset("free_area");
+        VmStatOff = Zone.Offset("vm_stat");
+        NrFreeHighatomicOff = Zone.Offset("nr_free_highatomic");
+        FreeListOff = FreeArea.Offset("free_list");
+        NrFreeOff = FreeArea.Offset("nr_free");
+        PcpCountOff = Pcp.Offset("count");
+        PcpHighOff = Pcp.Offset("high");
+        PcpHighMinOff = Pcp.Offset("high_min");
+        PcpHighMaxOff = Pcp.Offset("high_max");
+        PcpBatchOff = Pcp.Offset("batch");
+        PcpFlagsOff = Pcp.Offset("flags");
+        PcpAllocFactorOff = Pcp.Offset("alloc_factor");
+        PcpFreeCountOff = Pcp.Offset("free_count");
+        PcpListsOff = Pcp.Offset("lists");
+    }
+
+    public int PointerSize { get; }
+    public int NrZones { get; }
+    public int NrPcpLists { get; }
+    public KStructLayout Zone { get; }
+    public KStructLayout FreeArea { get; }
+    public KStructLayout Pcp { get; }
+    public KStructLayout Node { get; }
+
+    public int WatermarkOff { get; }
+    public int BoostOff { get; }
+    public int LowmemReserveOff { get; }
+    public int FreeAreaOff { get; }
+    public int VmStatOff { get; }
+    public int NrFreeHighatomicOff { get; }
+    public int FreeListOff { get; }
+    public int NrFreeOff { get; }
+    public int PcpCountOff { get; }
+    public int PcpHighOff { get; }
+    public int PcpHighMinOff { get; }
+    public int PcpHighMaxOff { get; }
+    public int PcpBatchOff { get; }
+    public int PcpFlagsOff { get; }
+    public int PcpAllocFactorOff { get; }
+    public int PcpFreeCountOff { get; }
+    public int PcpListsOff { get; }
+
+    /// <summary>Offset of free_area[order].free_list[mt] within struct zone.</summary>
+    public int FreeListOffset(int order, int mt) => FreeAreaOff + order * FreeArea.Size + FreeListOff + mt * 2 * PointerSize;
+
+    /// <summary>Offset of free_area[order].nr_free within struct zone.</summary>
+    public int NrFreeOffset(int order) => FreeAreaOff + order * FreeArea.Size + NrFreeOff;
+}
