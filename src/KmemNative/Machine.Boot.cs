@@ -328,8 +328,9 @@ public sealed unsafe partial class Machine<TArch>
     {
         ulong highMemory = TArch.PageOffset + (MaxLowPfn << PageSize.Shift);
         ulong vmallocStart = highMemory + I386Layout.VmallocOffset;
-        ulong text = Image.VirtualBase, etext = text + Image.TextBytes + Image.RodataBytes;
-        ulong edata = etext + Image.DataBytes, initBegin = edata, initEnd = initBegin + Image.InitBytes;
+        // As init_32.c printed it: .text is _text.._etext, .data is _etext.._edata (rodata included).
+        ulong text = Image.VirtualBase, etext = text + Image.TextBytes;
+        ulong edata = etext + Image.RodataBytes + Image.DataBytes, initBegin = edata, initEnd = initBegin + Image.InitBytes;
         string Line(string name, ulong a, ulong b, string unit, int shift) =>
             $"{name} : 0x{a:x8} - 0x{b:x8}   ({(b - a) >> shift,4} {unit})";
         Log.Info("virtual kernel memory layout:\n" +

@@ -157,6 +157,29 @@ public sealed unsafe partial class Machine<TArch> : Machine where TArch : struct
     }
 
     /// <inheritdoc/>
+    public override long NodeState(NodeStat item)
+    {
+        byte* p = Memory.Base + NodeDataPhys + _layouts.Node.Offset("vm_stat") + (int)item * TArch.PointerSize;
+        return TArch.PointerSize == 8 ? *(long*)p : *(int*)p;
+    }
+
+    /// <inheritdoc/>
+    internal override void ModNodeState(NodeStat item, long delta)
+    {
+        byte* p = Memory.Base + NodeDataPhys + _layouts.Node.Offset("vm_stat") + (int)item * TArch.PointerSize;
+        if (TArch.PointerSize == 8)
+            Interlocked.Add(ref *(long*)p, delta);
+        else
+            Interlocked.Add(ref *(int*)p, (int)delta);
+    }
+
+    /// <inheritdoc/>
+    public override int PercpuUnitBytes => PercpuUnitSize;
+
+    /// <inheritdoc/>
+    public override ulong MemmapBytes => _memMap.MemmapBytes;
+
+    /// <inheritdoc/>
     public override long MinFreeKbytes => _pages.MinFreeKbytes;
 
     /// <inheritdoc/>

@@ -390,6 +390,49 @@ public abstract partial class Machine : IDisposable
     /// <summary>Free blocks of one order and migratetype in a zone (walks the list).</summary>
     public abstract long CountFreeBlocks(Zone zone, int order, MigrateType mt);
 
+    /// <summary>node_page_state(): a counter of the (only) node.</summary>
+    public abstract long NodeState(NodeStat item);
+
+    /// <summary>mod_node_page_state(): atomic add to a node counter.</summary>
+    internal abstract void ModNodeState(NodeStat item, long delta);
+
+    /// <summary>Bytes of per-CPU area set up per CPU.</summary>
+    public abstract int PercpuUnitBytes { get; }
+
+    /// <summary>Bytes of mem_map (struct page array).</summary>
+    public abstract ulong MemmapBytes { get; }
+
+    /// <summary>The /proc views of this machine.</summary>
+    public Diagnostics.ProcFs Proc => _proc ??= new Diagnostics.ProcFs(this);
+
+    private Diagnostics.ProcFs? _proc;
+
+    /// <summary>
+    /// Kilobytes of the direct map by page size (DirectMap4k/2M/4M/1G in /proc/meminfo). Until the paging subsystem
+    /// builds real page tables this reports the mapping the kernel would make: the largest pages alignment allows.
+    /// </summary>
+    public virtual (ulong K4, ulong K2M, ulong K4M, ulong K1G) DirectMapKb()
+    {
+        ulong lowmem = MaxLowPfn << PageSize.Shift;
+        if (Arch == ArchKind.I386)
+        {
+            ulong big = lowmem & ~((4UL << 20) - 1);
+            return ((lowmem - big) >> 10, 0, big >> 10, 0);
+        }
+        ulong k4 = 0, k2 = 0, k1g = 0;
+        foreach (var r in Memory.Ram)
+        {
+            ulong s = r.Start & ~(PageSize.Bytes - 1), e = r.End;
+            while (s < e)
+            {
+                if ((s & ((1UL << 30) - 1)) == 0 && e - s >= 1UL << 30) { k1g += 1UL << 20; s += 1UL << 30; }
+                else if ((s & ((2UL << 20) - 1)) == 0 && e - s >= 2UL << 20) { k2 += 2UL << 10; s += 2UL << 20; }
+                else { k4 += 4; s += PageSize.Bytes; }
+            }
+        }
+        return (k4, k2, 0, k1g);
+    }
+
     /// <summary>Sum of a VM event over all CPUs.</summary>
     public long Event(VmEvent item) => Cpus.Sum(c => c.Event(item));
 

@@ -140,7 +140,9 @@ internal sealed unsafe partial class PageAllocator<TArch>
                 long min = z.Type is ZoneType.HighMem or ZoneType.Movable
                     ? Math.Clamp(managed / 1024, SwapClusterMax, 128)
                     : tmp;
-                tmp = Math.Max(min / 4, managed * WatermarkScaleFactor / 10000);
+                // The step uses the zone's proportional share (tmp), not its min: HIGHMEM's small fixed min
+                // does not shrink its low/high distances, and an empty ZONE_MOVABLE gets min = low = high.
+                tmp = Math.Max(tmp >> 2, managed * WatermarkScaleFactor / 10000);
                 z.WriteLong(_l.WatermarkOff, min);
                 z.WriteLong(_l.WatermarkOff + TArch.PointerSize, min + tmp);
                 z.WriteLong(_l.WatermarkOff + 2 * TArch.PointerSize, min + 2 * tmp);

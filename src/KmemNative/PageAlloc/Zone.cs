@@ -129,6 +129,16 @@ public sealed unsafe class Zone
             *(int*)(Host + offset) = (int)value;
     }
 
+    /// <summary>mod_zone_page_state(): atomic add to a zone counter (for subsystems outside zone-&gt;lock).</summary>
+    internal void ModStat(ZoneStat item, long delta)
+    {
+        byte* p = Host + Layouts.VmStatOff + (int)item * Layouts.PointerSize;
+        if (_long64)
+            Interlocked.Add(ref *(long*)p, delta);
+        else
+            Interlocked.Add(ref *(int*)p, (int)delta);
+    }
+
     internal void SetStat(ZoneStat item, long value) => WriteLong(Layouts.VmStatOff + (int)item * Layouts.PointerSize, value);
 
     internal void SetManaged(ulong pages) => WriteLong(Layouts.Zone.Offset("managed_pages"), (long)pages);
