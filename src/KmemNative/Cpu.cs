@@ -21,8 +21,16 @@ public sealed unsafe class Cpu
         Id = id;
         Percpu = percpu;
         PercpuVa = percpuVa;
-        Events = new long[Enum.GetValues<VmEvent>().Length];
-        NumaHit = new long[8];
+    }
+
+    /// <summary>Number of VM event counters (vm_event_states has one per <see cref="VmEvent"/>).</summary>
+    internal static readonly int EventCount = Enum.GetValues<VmEvent>().Length;
+
+    /// <summary>Places this CPU's counters in its per-CPU unit (vm_event_states and the per-zone NUMA hit counts).</summary>
+    internal void SetCounters(int eventsOffset, int numaOffset)
+    {
+        Events = (long*)(Percpu + eventsOffset);
+        NumaHit = (long*)(Percpu + numaOffset);
     }
 
     /// <summary>The machine this CPU belongs to.</summary>
@@ -43,11 +51,14 @@ public sealed unsafe class Cpu
     /// <summary>Kernel virtual address of this CPU's per-CPU unit.</summary>
     internal ulong PercpuVa { get; }
 
-    /// <summary>vm_event_states for this CPU.</summary>
-    internal long[] Events { get; }
+    /// <summary>vm_event_states for this CPU, in its per-CPU unit.</summary>
+    internal long* Events;
 
-    /// <summary>Per-zone numa_hit/numa_local counts (one node: every allocation is a local hit).</summary>
-    internal long[] NumaHit { get; }
+    /// <summary>Per-zone numa_hit/numa_local counts (one node: every allocation is a local hit), in the per-CPU unit.</summary>
+    internal long* NumaHit;
+
+    /// <summary>numa_hit of this CPU for a zone index.</summary>
+    public long NumaHits(int zoneIndex) => NumaHit[zoneIndex];
 
     /// <summary>The thread this CPU is bound to, or null.</summary>
     internal Thread? Owner;

@@ -114,6 +114,11 @@ public sealed unsafe partial class Machine<TArch>
             TArch.StoreLong(_zones[z].Host + _layouts.Zone.Offset("per_cpu_pageset"), (ulong)_zones[z].PcpOffset);
         }
 
+        int eventsOff = PercpuAlloc(Cpu.EventCount * sizeof(long), 64);
+        int numaOff = PercpuAlloc(nrZones * sizeof(long), 64);
+        foreach (var cpu in cpus)
+            cpu.SetCounters(eventsOff, numaOff);
+
         _pages = new PageAllocator<TArch>(this, _memMap, _layouts, _zones, Memory.Base + pageblockPhys, mobilityOff);
         foreach (var zone in _zones)
             foreach (var cpu in cpus)

@@ -13,7 +13,7 @@ namespace KmemNative;
 /// <typeparam name="TArch">The profile: <see cref="I386"/> or <see cref="X86_64"/>.</typeparam>
 public sealed unsafe partial class Machine<TArch> : Machine where TArch : struct, IArch
 {
-    private MemMap<TArch> _memMap = null!;
+    private MemMap<TArch> _memMap;
     private PageAllocator<TArch> _pages = null!;
     private KernelLayouts _layouts = null!;
     private Zone[] _zones = [];

@@ -146,7 +146,7 @@ public sealed partial class ProcFs
                 sb.Append(Fmt($"\n      {VmStatNames.Zone[i],-12} {z.Stat((ZoneStat)i)}"));
             if (numa)
             {
-                long hits = _m.Cpus.Sum(c => c.NumaHit[z.Index]);
+                long hits = _m.Cpus.Sum(c => c.NumaHits(z.Index));
                 long[] numaValues = [hits, 0, 0, 0, hits, 0];
                 for (int i = 0; i < VmStatNames.Numa.Length; i++)
                     sb.Append(Fmt($"\n      {VmStatNames.Numa[i],-12} {numaValues[i]}"));
@@ -306,7 +306,7 @@ public sealed partial class ProcFs
             sb.Append(Fmt($"{VmStatNames.Zone[i]} {_m.Zones.Sum(z => z.Stat((ZoneStat)i))}\n"));
         if (!i386)
         {
-            long hits = _m.Cpus.Sum(c => c.NumaHit.Sum());
+            long hits = _m.Cpus.Sum(c => _m.Zones.Sum(z => c.NumaHits(z.Index)));
             long[] numaValues = [hits, 0, 0, 0, hits, 0];
             for (int i = 0; i < VmStatNames.Numa.Length; i++)
                 sb.Append(Fmt($"{VmStatNames.Numa[i]} {numaValues[i]}\n"));

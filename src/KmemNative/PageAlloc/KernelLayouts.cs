@@ -9,6 +9,11 @@ namespace KmemNative.PageAlloc;
 /// </summary>
 internal sealed class KernelLayouts
 {
+    /// <summary>The layouts of a profile.</summary>
+    public static KernelLayouts For<TArch>() where TArch : struct, Arch.IArch =>
+        new(TArch.PointerSize, TArch.ZoneTypes.Length, numa: TArch.Kind == Arch.ArchKind.X86_64,
+            nrPcpLists: TArch.Kind == Arch.ArchKind.X86_64 ? 14 : 12);
+
     public KernelLayouts(int ptr, int nrZones, bool numa, int nrPcpLists)
     {
         PointerSize = ptr;
@@ -133,4 +138,31 @@ internal sealed class KernelLayouts
 
     /// <summary>Offset of free_area[order].nr_free within struct zone.</summary>
     public int NrFreeOffset(int order) => FreeAreaOff + order * FreeArea.Size + NrFreeOff;
+}
+
+/// <summary>
+/// The hot offsets of <see cref="KernelLayouts"/> for one profile as static readonly fields: once the type is
+/// initialised the JIT treats them as constants in the specialised code.
+/// </summary>
+internal static class HotLayout<TArch> where TArch : struct, Arch.IArch
+{
+    public static readonly KernelLayouts L = KernelLayouts.For<TArch>();
+    public static readonly int WatermarkOff = L.WatermarkOff;
+    public static readonly int BoostOff = L.BoostOff;
+    public static readonly int LowmemReserveOff = L.LowmemReserveOff;
+    public static readonly int VmStatOff = L.VmStatOff;
+    public static readonly int NrFreeHighatomicOff = L.NrFreeHighatomicOff;
+    public static readonly int FreeAreaOff = L.FreeAreaOff;
+    public static readonly int FreeAreaSize = L.FreeArea.Size;
+    public static readonly int FreeListOff = L.FreeListOff;
+    public static readonly int NrFreeOff = L.NrFreeOff;
+    public static readonly int PcpCountOff = L.PcpCountOff;
+    public static readonly int PcpHighOff = L.PcpHighOff;
+    public static readonly int PcpHighMinOff = L.PcpHighMinOff;
+    public static readonly int PcpHighMaxOff = L.PcpHighMaxOff;
+    public static readonly int PcpBatchOff = L.PcpBatchOff;
+    public static readonly int PcpFlagsOff = L.PcpFlagsOff;
+    public static readonly int PcpAllocFactorOff = L.PcpAllocFactorOff;
+    public static readonly int PcpFreeCountOff = L.PcpFreeCountOff;
+    public static readonly int PcpListsOff = L.PcpListsOff;
 }

@@ -19,11 +19,21 @@ internal sealed unsafe partial class PageAllocator<TArch>
         [(int)MigrateType.Unmovable, (int)MigrateType.Movable],      // RECLAIMABLE
     ];
 
+    /// <summary>Offset of free_area[order].free_list[mt] in struct zone.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private ulong FreeListVa(Zone zone, int order, int mt) => zone.Va + (ulong)_l.FreeListOffset(order, mt);
+    private static int FreeListOffset(int order, int mt) =>
+        HotLayout<TArch>.FreeAreaOff + order * HotLayout<TArch>.FreeAreaSize + HotLayout<TArch>.FreeListOff + mt * 2 * TArch.PointerSize;
+
+    /// <summary>Offset of free_area[order].nr_free in struct zone.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int NrFreeOffset(int order) =>
+        HotLayout<TArch>.FreeAreaOff + order * HotLayout<TArch>.FreeAreaSize + HotLayout<TArch>.NrFreeOff;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private byte* NrFreePtr(Zone zone, int order) => zone.Host + _l.NrFreeOffset(order);
+    private ulong FreeListVa(Zone zone, int order, int mt) => zone.Va + (ulong)FreeListOffset(order, mt);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private byte* NrFreePtr(Zone zone, int order) => zone.Host + NrFreeOffset(order);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private ulong LruVa(ulong pfn) => _mm.DescVa(pfn) + (ulong)TArch.PageLruOffset;
@@ -34,11 +44,11 @@ internal sealed unsafe partial class PageAllocator<TArch>
     {
         if (mt == (int)MigrateType.Isolate)
             return;
-        byte* stat = zone.Host + _l.VmStatOff + (int)ZoneStat.NrFreePages * TArch.PointerSize;
+        byte* stat = zone.Host + HotLayout<TArch>.VmStatOff + (int)ZoneStat.NrFreePages * TArch.PointerSize;
         TArch.StoreLong(stat, (ulong)((long)TArch.LoadLong(stat) + nrPages));
         if (mt == (int)MigrateType.HighAtomic)
         {
-            byte* ha = zone.Host + _l.NrFreeHighatomicOff;
+            byte* ha = zone.Host + HotLayout<TArch>.NrFreeHighatomicOff;
             TArch.StoreLong(ha, (ulong)((long)TArch.LoadLong(ha) + nrPages));
         }
     }
@@ -76,7 +86,7 @@ internal sealed unsafe partial class PageAllocator<TArch>
 
     private void AddStat(Zone zone, ZoneStat item, long delta)
     {
-        byte* stat = zone.Host + _l.VmStatOff + (int)item * TArch.PointerSize;
+        byte* stat = zone.Host + HotLayout<TArch>.VmStatOff + (int)item * TArch.PointerSize;
         TArch.StoreLong(stat, (ulong)((long)TArch.LoadLong(stat) + delta));
     }
 

@@ -24,14 +24,14 @@ internal sealed unsafe partial class PageAllocator<TArch>
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private ulong PcpListVa(Cpu cpu, Zone zone, int pindex) =>
-        cpu.PercpuVa + (ulong)zone.PcpOffset + (ulong)_l.PcpListsOff + (ulong)(pindex * 2 * TArch.PointerSize);
+        cpu.PercpuVa + (ulong)zone.PcpOffset + (ulong)HotLayout<TArch>.PcpListsOff + (ulong)(pindex * 2 * TArch.PointerSize);
 
     /// <summary>rmqueue_pcplist(): pop the first page of the CPU's list, refilling it with a batch when empty.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private ulong RmqueuePcplist(Cpu cpu, Zone zone, int order, int mt, int allocFlags)
     {
         byte* pcp = Pcp(cpu, zone);
-        *(short*)(pcp + _l.PcpFreeCountOff) >>= 1;
+        *(short*)(pcp + HotLayout<TArch>.PcpFreeCountOff) >>= 1;
         int pindex = OrderToPindex(mt, order);
         ulong head = PcpListVa(cpu, zone, pindex);
         ulong first = MemMap<TArch>.Next(_mm.ListHost(head));
@@ -43,7 +43,7 @@ internal sealed unsafe partial class PageAllocator<TArch>
         }
         ulong pfn = _mm.PfnOfLru(first);
         _mm.ListDel(first);
-        PcpInt(pcp, _l.PcpCountOff) -= 1 << order;
+        PcpInt(pcp, HotLayout<TArch>.PcpCountOff) -= 1 << order;
         return pfn;
     }
 
@@ -65,7 +65,7 @@ internal sealed unsafe partial class PageAllocator<TArch>
                 MarkPcp(pfn, order);
             }
         }
-        PcpInt(pcp, _l.PcpCountOff) += got << order;
+        PcpInt(pcp, HotLayout<TArch>.PcpCountOff) += got << order;
         return got != 0;
     }
 
@@ -81,18 +81,18 @@ internal sealed unsafe partial class PageAllocator<TArch>
     /// <summary>nr_pcp_alloc(): how many blocks a refill takes; grows with alloc_factor while the CPU keeps allocating.</summary>
     private int NrPcpAlloc(byte* pcp, Zone zone, int order)
     {
-        int baseBatch = PcpInt(pcp, _l.PcpBatchOff);
-        int highMin = PcpInt(pcp, _l.PcpHighMinOff), highMax = PcpInt(pcp, _l.PcpHighMaxOff);
-        int high = PcpInt(pcp, _l.PcpHighOff) = Math.Clamp(PcpInt(pcp, _l.PcpHighOff), highMin, highMax);
+        int baseBatch = PcpInt(pcp, HotLayout<TArch>.PcpBatchOff);
+        int highMin = PcpInt(pcp, HotLayout<TArch>.PcpHighMinOff), highMax = PcpInt(pcp, HotLayout<TArch>.PcpHighMaxOff);
+        int high = PcpInt(pcp, HotLayout<TArch>.PcpHighOff) = Math.Clamp(PcpInt(pcp, HotLayout<TArch>.PcpHighOff), highMin, highMax);
         if (high < baseBatch)
             return 1;
-        ref byte allocFactor = ref *(pcp + _l.PcpAllocFactorOff);
+        ref byte allocFactor = ref *(pcp + HotLayout<TArch>.PcpAllocFactorOff);
         int batch = order != 0 ? baseBatch : baseBatch << allocFactor;
         if (highMin != highMax && !zone.BelowHigh)
-            high = PcpInt(pcp, _l.PcpHighOff) = Math.Min(high + batch, highMax);
+            high = PcpInt(pcp, HotLayout<TArch>.PcpHighOff) = Math.Min(high + batch, highMax);
         if (order == 0)
         {
-            int maxNrAlloc = Math.Max(high - PcpInt(pcp, _l.PcpCountOff) - baseBatch, baseBatch);
+            int maxNrAlloc = Math.Max(high - PcpInt(pcp, HotLayout<TArch>.PcpCountOff) - baseBatch, baseBatch);
             if (batch <= maxNrAlloc && allocFactor < PcpBatchScaleMax)
                 allocFactor++;
             batch = Math.Min(batch, maxNrAlloc);
@@ -110,20 +110,20 @@ internal sealed unsafe partial class PageAllocator<TArch>
     private void FreeToPcp(Cpu cpu, Zone zone, ulong pfn, int order, int mt)
     {
         byte* pcp = Pcp(cpu, zone);
-        *(pcp + _l.PcpAllocFactorOff) >>= 1;
+        *(pcp + HotLayout<TArch>.PcpAllocFactorOff) >>= 1;
         int pindex = OrderToPindex(mt, order);
         _mm.ListAdd(LruVa(pfn), PcpListVa(cpu, zone, pindex));
         MarkPcp(pfn, order);
-        ref int count = ref PcpInt(pcp, _l.PcpCountOff);
+        ref int count = ref PcpInt(pcp, HotLayout<TArch>.PcpCountOff);
         count += 1 << order;
 
-        int batch = PcpInt(pcp, _l.PcpBatchOff);
-        ref short freeCount = ref *(short*)(pcp + _l.PcpFreeCountOff);
-        ref byte flags = ref *(pcp + _l.PcpFlagsOff);
+        int batch = PcpInt(pcp, HotLayout<TArch>.PcpBatchOff);
+        ref short freeCount = ref *(short*)(pcp + HotLayout<TArch>.PcpFreeCountOff);
+        ref byte flags = ref *(pcp + HotLayout<TArch>.PcpFlagsOff);
         bool freeHigh = false;
         if (order != 0)
         {
-            freeHigh = freeCount >= batch + PcpInt(pcp, _l.PcpHighMinOff) / 2 &&
+            freeHigh = freeCount >= batch + PcpInt(pcp, HotLayout<TArch>.PcpHighMinOff) / 2 &&
                        (flags & PcpfPrevFreeHighOrder) != 0 &&
                        ((flags & PcpfFreeHighBatch) == 0 || count >= batch);
             flags |= PcpfPrevFreeHighOrder;
@@ -150,12 +150,12 @@ internal sealed unsafe partial class PageAllocator<TArch>
     /// <summary>nr_pcp_high(): the (self-tuning) high mark between high_min and high_max.</summary>
     private int NrPcpHigh(byte* pcp, Zone zone, int batch, bool freeHigh)
     {
-        int highMin = PcpInt(pcp, _l.PcpHighMinOff), highMax = PcpInt(pcp, _l.PcpHighMaxOff);
-        ref int pcpHigh = ref PcpInt(pcp, _l.PcpHighOff);
+        int highMin = PcpInt(pcp, HotLayout<TArch>.PcpHighMinOff), highMax = PcpInt(pcp, HotLayout<TArch>.PcpHighMaxOff);
+        ref int pcpHigh = ref PcpInt(pcp, HotLayout<TArch>.PcpHighOff);
         int high = pcpHigh = Math.Clamp(pcpHigh, highMin, highMax);
         if (high == 0)
             return 0;
-        short freeCount = *(short*)(pcp + _l.PcpFreeCountOff);
+        short freeCount = *(short*)(pcp + HotLayout<TArch>.PcpFreeCountOff);
         if (freeHigh)
         {
             pcpHigh = Math.Max(high - (batch << PcpBatchScaleMax), highMin);
@@ -163,7 +163,7 @@ internal sealed unsafe partial class PageAllocator<TArch>
         }
         if (highMin == highMax)
             return high;
-        int count = PcpInt(pcp, _l.PcpCountOff);
+        int count = PcpInt(pcp, HotLayout<TArch>.PcpCountOff);
         if (zone.BelowHigh)
         {
             int fc = Math.Max(freeCount, batch);
@@ -182,12 +182,12 @@ internal sealed unsafe partial class PageAllocator<TArch>
     /// <summary>nr_pcp_free(): how many pages to return once the list is over its high mark.</summary>
     private int NrPcpFree(byte* pcp, int batch, int high, bool freeHigh)
     {
-        int count = PcpInt(pcp, _l.PcpCountOff);
+        int count = PcpInt(pcp, HotLayout<TArch>.PcpCountOff);
         if (freeHigh)
             return Math.Min(count, batch << PcpBatchScaleMax);
         if (high < batch)
             return 1;
-        short freeCount = *(short*)(pcp + _l.PcpFreeCountOff);
+        short freeCount = *(short*)(pcp + HotLayout<TArch>.PcpFreeCountOff);
         return Math.Clamp((int)freeCount, batch, Math.Max(high - batch, batch));
     }
 
@@ -197,7 +197,7 @@ internal sealed unsafe partial class PageAllocator<TArch>
     /// </summary>
     private void FreePcppagesBulk(Cpu cpu, Zone zone, byte* pcp, int count, int pindex)
     {
-        ref int pcpCount = ref PcpInt(pcp, _l.PcpCountOff);
+        ref int pcpCount = ref PcpInt(pcp, HotLayout<TArch>.PcpCountOff);
         count = Math.Min(pcpCount, count);
         int lists = MigrateTypes.PcpTypes * (PageSize.CostlyOrder + 1);
         pindex--;
@@ -243,7 +243,7 @@ internal sealed unsafe partial class PageAllocator<TArch>
             if (!zone.IsPopulated)
                 continue;
             byte* pcp = Pcp(cpu, zone);
-            int count = PcpInt(pcp, _l.PcpCountOff);
+            int count = PcpInt(pcp, HotLayout<TArch>.PcpCountOff);
             if (count == 0)
                 continue;
             FreePcppagesBulk(cpu, zone, pcp, count, 0);
@@ -277,7 +277,7 @@ internal sealed unsafe partial class PageAllocator<TArch>
     }
 
     /// <summary>Pages on <paramref name="cpu"/>'s lists for <paramref name="zone"/> (pcp-&gt;count).</summary>
-    internal int PcpCount(Cpu cpu, Zone zone) => PcpInt(Pcp(cpu, zone), _l.PcpCountOff);
+    internal int PcpCount(Cpu cpu, Zone zone) => PcpInt(Pcp(cpu, zone), HotLayout<TArch>.PcpCountOff);
 
     /// <summary>Reads a per_cpu_pages field (for /proc/zoneinfo).</summary>
     internal int PcpField(Cpu cpu, Zone zone, string field) => PcpInt(Pcp(cpu, zone), _l.Pcp.Offset(field));
@@ -289,9 +289,9 @@ internal sealed unsafe partial class PageAllocator<TArch>
         new Span<byte>(pcp, _l.Pcp.Size).Clear();
         for (int i = 0; i < _l.NrPcpLists; i++)
             _mm.InitListHead(PcpListVa(cpu, zone, i));
-        PcpInt(pcp, _l.PcpBatchOff) = zone.PcpBatch;
-        PcpInt(pcp, _l.PcpHighMinOff) = zone.PcpHighMin;
-        PcpInt(pcp, _l.PcpHighMaxOff) = zone.PcpHighMax;
+        PcpInt(pcp, HotLayout<TArch>.PcpBatchOff) = zone.PcpBatch;
+        PcpInt(pcp, HotLayout<TArch>.PcpHighMinOff) = zone.PcpHighMin;
+        PcpInt(pcp, HotLayout<TArch>.PcpHighMaxOff) = zone.PcpHighMax;
     }
 
     /// <summary>pageset_update() for every CPU after the zone's bounds changed.</summary>
@@ -300,9 +300,9 @@ internal sealed unsafe partial class PageAllocator<TArch>
         foreach (var cpu in _machine.Cpus)
         {
             byte* pcp = Pcp(cpu, zone);
-            PcpInt(pcp, _l.PcpBatchOff) = zone.PcpBatch;
-            PcpInt(pcp, _l.PcpHighMinOff) = zone.PcpHighMin;
-            PcpInt(pcp, _l.PcpHighMaxOff) = zone.PcpHighMax;
+            PcpInt(pcp, HotLayout<TArch>.PcpBatchOff) = zone.PcpBatch;
+            PcpInt(pcp, HotLayout<TArch>.PcpHighMinOff) = zone.PcpHighMin;
+            PcpInt(pcp, HotLayout<TArch>.PcpHighMaxOff) = zone.PcpHighMax;
         }
     }
 }

@@ -23,18 +23,18 @@ internal sealed unsafe partial class PageAllocator<TArch>
     };
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private long Watermark(Zone zone, int which) => (long)TArch.LoadLong(zone.Host + _l.WatermarkOff + which * TArch.PointerSize);
+    private long Watermark(Zone zone, int which) => (long)TArch.LoadLong(zone.Host + HotLayout<TArch>.WatermarkOff + which * TArch.PointerSize);
 
     /// <summary>wmark_pages(): the watermark plus any boost.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private long WmarkPages(Zone zone, int which) =>
-        Watermark(zone, which) + (long)TArch.LoadLong(zone.Host + _l.BoostOff);
+        Watermark(zone, which) + (long)TArch.LoadLong(zone.Host + HotLayout<TArch>.BoostOff);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private long LowmemReserveOf(Zone zone, int highest) => (long)TArch.LoadLong(zone.Host + _l.LowmemReserveOff + highest * TArch.PointerSize);
+    private long LowmemReserveOf(Zone zone, int highest) => (long)TArch.LoadLong(zone.Host + HotLayout<TArch>.LowmemReserveOff + highest * TArch.PointerSize);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private long NrFreePages(Zone zone) => (long)TArch.LoadLong(zone.Host + _l.VmStatOff + (int)ZoneStat.NrFreePages * TArch.PointerSize);
+    private long NrFreePages(Zone zone) => (long)TArch.LoadLong(zone.Host + HotLayout<TArch>.VmStatOff + (int)ZoneStat.NrFreePages * TArch.PointerSize);
 
     /// <summary>__zone_watermark_unusable_free(): the part of the free pages this request may not count.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -42,7 +42,7 @@ internal sealed unsafe partial class PageAllocator<TArch>
     {
         long unusable = (1L << order) - 1;
         if ((allocFlags & AllocFlags.Reserves) == 0)
-            unusable += (long)TArch.LoadLong(zone.Host + _l.NrFreeHighatomicOff);
+            unusable += (long)TArch.LoadLong(zone.Host + HotLayout<TArch>.NrFreeHighatomicOff);
         return unusable;
     }
 
@@ -143,11 +143,11 @@ internal sealed unsafe partial class PageAllocator<TArch>
                 // The step uses the zone's proportional share (tmp), not its min: HIGHMEM's small fixed min
                 // does not shrink its low/high distances, and an empty ZONE_MOVABLE gets min = low = high.
                 tmp = Math.Max(tmp >> 2, managed * WatermarkScaleFactor / 10000);
-                z.WriteLong(_l.WatermarkOff, min);
-                z.WriteLong(_l.WatermarkOff + TArch.PointerSize, min + tmp);
-                z.WriteLong(_l.WatermarkOff + 2 * TArch.PointerSize, min + 2 * tmp);
-                z.WriteLong(_l.WatermarkOff + 3 * TArch.PointerSize, min + 3 * tmp);
-                z.WriteLong(_l.BoostOff, 0);
+                z.WriteLong(HotLayout<TArch>.WatermarkOff, min);
+                z.WriteLong(HotLayout<TArch>.WatermarkOff + TArch.PointerSize, min + tmp);
+                z.WriteLong(HotLayout<TArch>.WatermarkOff + 2 * TArch.PointerSize, min + 2 * tmp);
+                z.WriteLong(HotLayout<TArch>.WatermarkOff + 3 * TArch.PointerSize, min + 3 * tmp);
+                z.WriteLong(HotLayout<TArch>.BoostOff, 0);
             }
         }
         SetupLowmemReserve();
@@ -174,7 +174,7 @@ internal sealed unsafe partial class PageAllocator<TArch>
                     above += (long)_zones[j].Managed;
                     reserve = ratio == 0 || z.Managed == 0 ? 0 : above / ratio;
                 }
-                z.WriteLong(_l.LowmemReserveOff + j * TArch.PointerSize, reserve);
+                z.WriteLong(HotLayout<TArch>.LowmemReserveOff + j * TArch.PointerSize, reserve);
             }
         }
     }

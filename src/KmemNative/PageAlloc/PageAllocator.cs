@@ -256,15 +256,22 @@ internal sealed unsafe partial class PageAllocator<TArch> where TArch : struct, 
 
         byte* p = _mm.Desc(pfn);
         ref int refcount = ref MemMap<TArch>.Refcount(p);
-        int old = refcount;
-        if (old == 1)
+        if (refcount != 1)
         {
-            CheckFreePage(cpu, pfn, order, p, expectedRefcount: 1);
-            refcount = 0;
-            FreeFrozenPages(cpu, pfn, order, p);
+            FreeSharedPages(cpu, pfn, order, p);
             return;
         }
-        if (old <= 0)
+        CheckFreePage(cpu, pfn, order, p, expectedRefcount: 1);
+        refcount = 0;
+        FreeFrozenPages(cpu, pfn, order, p);
+    }
+
+    /// <summary>__free_pages() of a block someone else still references: drop ours, and return the tails of a non-compound block.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void FreeSharedPages(Cpu cpu, ulong pfn, int order, byte* p)
+    {
+        ref int refcount = ref MemMap<TArch>.Refcount(p);
+        if (refcount <= 0)
             ThrowBadPage(cpu, pfn, "nonzero _refcount");
         Interlocked.Decrement(ref refcount);
         if (order != 0 && !MemMap<TArch>.TestFlag(p, PageFlag.Head))
@@ -395,15 +402,9 @@ internal sealed unsafe partial class PageAllocator<TArch> where TArch : struct, 
         ulong flags = MemMap<TArch>.Flags(p);
         MemMap<TArch>.SetFlags(p, flags & ~((1UL << PageBits.FlagBits) - 1));
         if (order != 0)
-        {
-            if ((flags & (1UL << (int)PageFlag.Head)) != 0)
-                ClearCompoundTails(pfn, order);
-            _mm.SetExtRange(pfn, 1UL << order, PageExt.None);
-        }
+            ClearBlockRecord(pfn, order, flags);
         else
-        {
             _mm.Ext(pfn) = PageExt.None;
-        }
         cpu.Events[(int)VmEvent.Pgfree] += 1L << order;
 
         var zone = _zones[MemMap<TArch>.ZoneIdx(p)];
@@ -420,6 +421,14 @@ internal sealed unsafe partial class PageAllocator<TArch> where TArch : struct, 
         }
         lock (zone.Lock)
             FreeOneBlock(zone, pfn, order, mt, toTail: false);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void ClearBlockRecord(ulong pfn, int order, ulong headFlags)
+    {
+        if ((headFlags & (1UL << (int)PageFlag.Head)) != 0)
+            ClearCompoundTails(pfn, order);
+        _mm.SetExtRange(pfn, 1UL << order, PageExt.None);
     }
 
     private void ClearCompoundTails(ulong pfn, int order)

@@ -15,7 +15,7 @@ namespace KmemNative.PhysMem;
 /// followed (the kernel's CONFIG_DEBUG_LIST checks), so corrupted memory raises
 /// <see cref="ConsistencyException"/> instead of reaching outside the arena.
 /// </remarks>
-internal sealed unsafe class MemMap<TArch> where TArch : struct, IArch
+internal readonly unsafe struct MemMap<TArch> where TArch : struct, IArch
 {
     private readonly byte* _base;          // arena: physical 0
     private readonly ulong _arenaSize;
@@ -24,6 +24,7 @@ internal sealed unsafe class MemMap<TArch> where TArch : struct, IArch
     private readonly ulong _memmapVa;      // kernel virtual address of pfn 0's struct page
     private readonly byte* _pageExt;       // one byte per pfn: allocation order record (see PageExt)
 
+    /// <remarks>A readonly struct of pointers fixed at boot, so owners embed it and reach the arena in one load.</remarks>
     public MemMap(PhysicalMemory mem, ulong memmapPhys, ulong maxPfn, ulong pageExtPhys)
     {
         _base = mem.Base;
