@@ -1,0 +1,26 @@
+using KmemNative.Diagnostics;
+
+namespace KmemNative.Cli.Commands;
+
+/// <summary><c>proc FILE</c>: the machine's /proc files, verbatim.</summary>
+internal sealed class ProcCommands : ICommandModule
+{
+    /// <inheritdoc/>
+    public void Register(CommandRegistry registry)
+    {
+        registry.Add("proc", "Print a /proc file of the machine, exactly as Linux formats it", b =>
+        {
+            // The list is read when the tree is built, so files later subsystems register show up in help.
+            var file = b.Argument("FILE", $"The file: {string.Join(", ", ProcFs.Files)} (a /proc/ prefix is allowed)");
+            b.UsesMachine();
+            return ctx =>
+            {
+                string name = ctx.GetValue(file);
+                if (name.StartsWith("/proc/", StringComparison.Ordinal))
+                    name = name["/proc/".Length..];
+                // ProcFs.Read knows every file, including ones added later; its error lists them.
+                ctx.Out.Write(ctx.Machine.Proc.Read(name));
+            };
+        });
+    }
+}
