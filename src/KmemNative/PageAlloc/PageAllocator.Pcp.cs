@@ -32,19 +32,18 @@ internal sealed unsafe partial class PageAllocator<TArch>
     {
         byte* pcp = Pcp(cpu, zone);
         *(short*)(pcp + HotLayout<TArch>.PcpFreeCountOff) >>= 1;
-        int pindex = OrderToPindex(mt, order);
-        ulong head = PcpListVa(cpu, zone, pindex);
-        ulong first = MemMap<TArch>.Next(_mm.ListHost(head));
-        if (first == head)
+        int listOff = HotLayout<TArch>.PcpListsOff + OrderToPindex(mt, order) * 2 * TArch.PointerSize;
+        ulong headVa = cpu.PercpuVa + (ulong)(zone.PcpOffset + listOff);
+        byte* head = pcp + listOff;
+        ulong first = _mm.PopFirstPage(headVa, head);
+        if (first == headVa)
         {
-            if (!RefillPcp(cpu, zone, pcp, order, mt, allocFlags, head))
+            if (!RefillPcp(cpu, zone, pcp, order, mt, allocFlags, headVa))
                 return NoPage;
-            first = MemMap<TArch>.Next(_mm.ListHost(head));
+            first = _mm.PopFirstPage(headVa, head);
         }
-        ulong pfn = _mm.PfnOfLru(first);
-        _mm.ListDel(first);
         PcpInt(pcp, HotLayout<TArch>.PcpCountOff) -= 1 << order;
-        return pfn;
+        return _mm.PfnOfLru(first);
     }
 
     private bool RefillPcp(Cpu cpu, Zone zone, byte* pcp, int order, int mt, int allocFlags, ulong head)
@@ -112,7 +111,8 @@ internal sealed unsafe partial class PageAllocator<TArch>
         byte* pcp = Pcp(cpu, zone);
         *(pcp + HotLayout<TArch>.PcpAllocFactorOff) >>= 1;
         int pindex = OrderToPindex(mt, order);
-        _mm.ListAdd(LruVa(pfn), PcpListVa(cpu, zone, pindex));
+        int listOff = HotLayout<TArch>.PcpListsOff + pindex * 2 * TArch.PointerSize;
+        _mm.PushFrontPage(cpu.PercpuVa + (ulong)(zone.PcpOffset + listOff), pcp + listOff, LruVa(pfn));
         MarkPcp(pfn, order);
         ref int count = ref PcpInt(pcp, HotLayout<TArch>.PcpCountOff);
         count += 1 << order;
@@ -148,6 +148,7 @@ internal sealed unsafe partial class PageAllocator<TArch>
     }
 
     /// <summary>nr_pcp_high(): the (self-tuning) high mark between high_min and high_max.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private int NrPcpHigh(byte* pcp, Zone zone, int batch, bool freeHigh)
     {
         int highMin = PcpInt(pcp, HotLayout<TArch>.PcpHighMinOff), highMax = PcpInt(pcp, HotLayout<TArch>.PcpHighMaxOff);

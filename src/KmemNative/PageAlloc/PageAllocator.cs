@@ -67,6 +67,7 @@ internal sealed unsafe partial class PageAllocator<TArch> where TArch : struct, 
     /// __alloc_pages(gfp, order): a block of 2^order pages with refcount 1, or <see cref="NoPage"/>.
     /// </summary>
     /// <exception cref="InvalidAllocationException">Order above MAX_PAGE_ORDER, unknown GFP bits, or zone modifiers naming no zone.</exception>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public ulong AllocPages(Cpu cpu, Gfp gfp, int order)
     {
         if ((uint)order > PageSize.MaxOrder)
@@ -206,17 +207,24 @@ internal sealed unsafe partial class PageAllocator<TArch> where TArch : struct, 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void PrepNewPage(Cpu cpu, Zone zone, ulong pfn, int order, Gfp gfp)
     {
-        byte* p = _mm.Desc(pfn);
-        MemMap<TArch>.Refcount(p) = 1;
+        MemMap<TArch>.Refcount(_mm.Desc(pfn)) = 1;
         _mm.Ext(pfn) = (byte)(PageExt.Head | order);
+        if (order != 0 || (gfp & (Gfp.Zero | Gfp.Comp)) != 0)
+            PrepNewBlock(pfn, order, gfp);
+        cpu.Events[(int)VmEvent.PgallocDma + (int)zone.Type] += 1L << order;
+        cpu.NumaHit[zone.Index]++;
+    }
+
+    /// <summary>The rarer parts of prep_new_page(): tail records, zeroing, compound metadata.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void PrepNewBlock(ulong pfn, int order, Gfp gfp)
+    {
         if (order != 0)
             _mm.SetExtRange(pfn + 1, (1UL << order) - 1, PageExt.Tail);
         if ((gfp & Gfp.Zero) != 0)
             new Span<byte>(_machine.Memory.Base + (pfn << PageSize.Shift), PageSize.Int << order).Clear();
         if ((gfp & Gfp.Comp) != 0 && order != 0)
             PrepCompoundPage(pfn, order);
-        cpu.Events[(int)VmEvent.PgallocDma + (int)zone.Type] += 1L << order;
-        cpu.NumaHit[zone.Index]++;
     }
 
     /// <summary>prep_compound_page(): PG_head on the head, compound_head = head | 1 and TAIL_MAPPING on tails, order in page[1].</summary>
@@ -245,6 +253,7 @@ internal sealed unsafe partial class PageAllocator<TArch> where TArch : struct, 
     /// as the kernel does.
     /// </summary>
     /// <exception cref="BadPageException">The page is not the head of an allocation of this order, or is in a bad state; nothing changes.</exception>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void FreePages(Cpu cpu, ulong pfn, int order)
     {
         if ((uint)order > PageSize.MaxOrder)
@@ -346,9 +355,10 @@ internal sealed unsafe partial class PageAllocator<TArch> where TArch : struct, 
     private void CheckFreePage(Cpu cpu, ulong pfn, int order, byte* p, int expectedRefcount)
     {
         ulong flags = MemMap<TArch>.Flags(p);
-        if (MemMap<TArch>.PageType(p) != PageBits.NoType || MemMap<TArch>.Mapping(p) != 0 ||
-            (flags & PageBits.CheckAtFree) != 0 || MemMap<TArch>.MemcgData(p) != 0 ||
-            MemMap<TArch>.Refcount(p) != expectedRefcount)
+        // page_type (-1: untyped, unmapped) and _refcount are adjacent 32-bit words: one compare checks both.
+        ulong typeAndRef = *(ulong*)(p + TArch.PageTypeOffset);
+        if (typeAndRef != ((ulong)(uint)expectedRefcount << 32 | PageBits.NoType) || MemMap<TArch>.Mapping(p) != 0 ||
+            (flags & PageBits.CheckAtFree) != 0 || MemMap<TArch>.MemcgData(p) != 0)
         {
             ThrowBadPage(cpu, pfn, PageBadReason(p, expectedRefcount));
         }

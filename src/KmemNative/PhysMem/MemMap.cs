@@ -239,11 +239,66 @@ internal readonly unsafe struct MemMap<TArch> where TArch : struct, IArch
         TArch.StoreLong(e + TArch.PointerSize, ListPoison2);
     }
 
+    /// <summary>Host address of the lru field of the page whose lru sits at <paramref name="lruVa"/>; throws for anything else.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private byte* PageLruHost(ulong lruVa)
+    {
+        ulong off = lruVa - (ulong)TArch.PageLruOffset - _memmapVa;
+        if (off >= _memmapBytes)
+            ThrowBadLink(lruVa);
+        return _memmap + off + TArch.PageLruOffset;
+    }
+
+    /// <summary>
+    /// Pops the first entry of a list of pages whose head address is known (the per-CPU lists): list_first_entry +
+    /// list_del with the same checks, but without translating the head. Returns the entry, or the head when empty.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public ulong PopFirstPage(ulong headVa, byte* head)
+    {
+        ulong firstVa = Next(head);
+        if (firstVa == headVa)
+            return headVa;
+        byte* first = PageLruHost(firstVa);
+        ulong nextVa = Next(first);
+        byte* next = nextVa == headVa ? head : PageLruHost(nextVa);
+        if (Prev(first) != headVa || Prev(next) != firstVa)
+            ThrowListCorrupt("list_del", firstVa, Prev(first), nextVa);
+        TArch.StoreLong(next + TArch.PointerSize, headVa);
+        TArch.StoreLong(head, nextVa);
+        TArch.StoreLong(first, ListPoison1);
+        TArch.StoreLong(first + TArch.PointerSize, ListPoison2);
+        return firstVa;
+    }
+
+    /// <summary>list_add() of a page to a list whose head address is known, without translating the head.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void PushFrontPage(ulong headVa, byte* head, ulong entryVa)
+    {
+        byte* entry = PageLruHost(entryVa);
+        ulong nextVa = Next(head);
+        byte* next = nextVa == headVa ? head : PageLruHost(nextVa);
+        if (Prev(next) != headVa)
+            ThrowListCorrupt("list_add", entryVa, headVa, nextVa);
+        TArch.StoreLong(next + TArch.PointerSize, entryVa);
+        TArch.StoreLong(entry, nextVa);
+        TArch.StoreLong(entry + TArch.PointerSize, headVa);
+        TArch.StoreLong(head, entryVa);
+    }
+
     /// <summary>LIST_POISON1: 0x100 + POISON_POINTER_DELTA.</summary>
-    public static ulong ListPoison1 => TArch.PointerSize == 8 ? 0xdead_0000_0000_0100UL : 0x100UL;
+    public static ulong ListPoison1
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get => TArch.PointerSize == 8 ? 0xdead_0000_0000_0100UL : 0x100UL;
+    }
 
     /// <summary>LIST_POISON2: 0x122 + POISON_POINTER_DELTA.</summary>
-    public static ulong ListPoison2 => TArch.PointerSize == 8 ? 0xdead_0000_0000_0122UL : 0x122UL;
+    public static ulong ListPoison2
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get => TArch.PointerSize == 8 ? 0xdead_0000_0000_0122UL : 0x122UL;
+    }
 
     /// <summary>The pfn whose lru/buddy_list/pcp_list field sits at <paramref name="lruVa"/>; throws for anything else.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
