@@ -7,13 +7,22 @@ namespace KmemNative.Bench;
 /// Every performance goal of the project, as a ratio to a baseline measured in the same run (or, for boot, an
 /// absolute bound). After a run, <see cref="Print"/> prints one table of measured ratios against these targets.
 /// </summary>
-internal static class Targets
+internal static partial class Targets
 {
     /// <summary>One goal: <paramref name="Benchmark"/> / <paramref name="Baseline"/> must be at most (or, with AtLeast, at least) <paramref name="Ratio"/>.</summary>
     internal sealed record Goal(string Class, string Benchmark, string Baseline, double Ratio, string Issue, bool AtLeast = false, double? MaxNs = null);
 
-    /// <summary>The goals, by issue. Later subsystems append theirs.</summary>
-    public static readonly List<Goal> Goals =
+    /// <summary>
+    /// Every goal: the <c>Goal[]</c> fields named <c>*Goals</c> of this partial class, one per subsystem file
+    /// (Targets.PageAlloc.cs, Targets.Slab.cs...), so a subsystem adds its goals without editing this file.
+    /// </summary>
+    public static IEnumerable<Goal> Goals =>
+        typeof(Targets).GetFields(System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Static)
+            .Where(f => f.FieldType == typeof(Goal[]) && f.Name.EndsWith("Goals", StringComparison.Ordinal))
+            .OrderBy(f => f.MetadataToken)
+            .SelectMany(f => (Goal[])f.GetValue(null)!);
+
+    private static readonly Goal[] PageAllocGoals =
     [
         new("PageAllocBench", "Order0Pair", "AlignedAlloc4K", 0.25, "#2 page allocator"),
         new("PageAllocBench", "Order3Pair", "AlignedAlloc32K", double.NaN, "#2 page allocator (recorded)"),

@@ -52,6 +52,15 @@ internal sealed class DemoCommands : ICommandModule
             tour.Section("Consistency: every page is free, on a per-CPU list, allocated or reserved");
             tour.Run("check");
         }
+
+        foreach (var (name, text) in StudyScripts.All())
+        {
+            Banner(ctx.Out, $"Study script {name}");
+            using var session = ctx.NewScriptSession(new MachineConfig());
+            var tour = new Transcript(session, ctx.Out);
+            foreach (var line in text.Split('\n'))
+                tour.RunScriptLine(line);
+        }
     }
 
     private static void Banner(TextWriter output, string title)
@@ -101,6 +110,18 @@ internal sealed class DemoCommands : ICommandModule
         {
             output.WriteLine($"kmem> {line}");
             _interpreter.Execute(line);
+        }
+
+        /// <summary>A line of a study script: comments print as narration, blank lines as spacing, commands run.</summary>
+        public void RunScriptLine(string line)
+        {
+            string trimmed = line.Trim();
+            if (trimmed.Length == 0)
+                output.WriteLine();
+            else if (trimmed.StartsWith('#'))
+                output.WriteLine(trimmed);
+            else
+                Run(trimmed);
         }
     }
 }

@@ -18,7 +18,9 @@ internal sealed class ProcCommands : ICommandModule
                 string name = ctx.GetValue(file);
                 if (name.StartsWith("/proc/", StringComparison.Ordinal))
                     name = name["/proc/".Length..];
-                // ProcFs.Read knows every file, including ones added later; its error lists them.
+                // ProcFs knows every file, including ones later subsystems register; an unknown name is a usage error.
+                if (!ProcFs.Exists(name))
+                    throw new UsageException($"no such /proc file '{name}' (known: {string.Join(", ", ProcFs.Files)}, PID/maps)", "proc");
                 ctx.Out.Write(ctx.Machine.Proc.Read(name));
             };
         });

@@ -17,18 +17,36 @@ public sealed partial class ProcFs
 
     internal ProcFs(Machine machine) => _m = machine;
 
-    /// <summary>The files this class can produce, by /proc name.</summary>
-    public static IReadOnlyList<string> Files => s_files;
+    /// <summary>The files this class can produce, by /proc name, in registration order.</summary>
+    public static IReadOnlyList<string> Files
+    {
+        get
+        {
+            lock (s_files)
+                return [.. s_files.Keys];
+        }
+    }
 
-    private static readonly List<string> s_files = ["buddyinfo", "pagetypeinfo", "zoneinfo", "meminfo", "vmstat"];
+    private static readonly OrderedDictionary<string, Func<ProcFs, string>> s_files = new(StringComparer.Ordinal);
 
-    /// <summary>Registers another /proc file name (called by later subsystems' static constructors).</summary>
-    internal static void RegisterFile(string name)
+    /// <summary>
+    /// Registers a /proc file. Each subsystem's partial file of this class registers its files from a static field
+    /// initializer (<c>private static readonly bool s_x = Register("slabinfo", p =&gt; p.Slabinfo());</c>), so adding a
+    /// file never touches another subsystem's code.
+    /// </summary>
+    private static bool Register(string name, Func<ProcFs, string> read)
     {
         lock (s_files)
-            if (!s_files.Contains(name))
-                s_files.Add(name);
+            s_files[name] = read;
+        return true;
     }
+
+    private static readonly bool s_pageAllocFiles =
+        Register("buddyinfo", p => p.Buddyinfo()) && Register("pagetypeinfo", p => p.Pagetypeinfo()) &&
+        Register("zoneinfo", p => p.Zoneinfo()) && Register("meminfo", p => p.Meminfo()) && Register("vmstat", p => p.Vmstat());
+
+    /// <summary>True when <paramref name="name"/> is a file this machine can produce (see <see cref="Read"/>).</summary>
+    public static bool Exists(string name) => Files.Contains(name) || PidFile(name) is not null;
 
     private static string Fmt(FormattableString s) => s.ToString(CultureInfo.InvariantCulture);
 
@@ -371,27 +389,40 @@ public sealed partial class ProcFs
         return (dirtyable * 20 / 100, dirtyable * 10 / 100);
     }
 
-    /// <summary>Produces a /proc file by name.</summary>
-    /// <exception cref="KmemException">No such file.</exception>
-    public string Read(string name) => name switch
+    /// <summary>Produces a /proc file by name (<c>meminfo</c>, <c>slabinfo</c>, <c>1234/maps</c>...).</summary>
+    /// <exception cref="ProcFileNotFoundException">No such file.</exception>
+    public string Read(string name)
     {
-        "buddyinfo" => Buddyinfo(),
-        "pagetypeinfo" => Pagetypeinfo(),
-        "zoneinfo" => Zoneinfo(),
-        "meminfo" => Meminfo(),
-        "vmstat" => Vmstat(),
-        _ => ReadExtension(name) ?? throw new KmemException(
-            $"no such /proc file '{name}' (known: {string.Join(", ", Files)})"),
-    };
-
-    /// <summary>Files added by later subsystems; each returns null when the name is not theirs.</summary>
-    internal static readonly List<Func<Machine, string, string?>> Extensions = [];
-
-    private string? ReadExtension(string name)
-    {
-        foreach (var ext in Extensions)
-            if (ext(_m, name) is { } text)
-                return text;
-        return null;
+        Func<ProcFs, string>? read;
+        lock (s_files)
+            s_files.TryGetValue(name, out read);
+        if (read is not null)
+            return read(this);
+        if (PidFile(name) is { } pid && PidFileReader is { } reader)
+            return reader(this, pid.Pid, pid.File);
+        throw new ProcFileNotFoundException(name, Files);
     }
+
+    /// <summary>Splits <c>PID/FILE</c>; null for anything else.</summary>
+    private static (int Pid, string File)? PidFile(string name)
+    {
+        int slash = name.IndexOf('/');
+        return slash > 0 && int.TryParse(name.AsSpan(0, slash), NumberStyles.None, CultureInfo.InvariantCulture, out int pid)
+            ? (pid, name[(slash + 1)..])
+            : null;
+    }
+
+    /// <summary>Reader of per-process files (<c>PID/maps</c>...), set by the process subsystem.</summary>
+    internal static Func<ProcFs, int, string, string>? PidFileReader { get; set; }
+
+    /// <summary>The machine these views read.</summary>
+    internal Machine Machine => _m;
+}
+
+/// <summary>A /proc file name the machine does not provide.</summary>
+public sealed class ProcFileNotFoundException(string name, IReadOnlyList<string> known)
+    : KmemException($"no such /proc file '{name}' (known: {string.Join(", ", known)}, and PID/maps once processes exist)")
+{
+    /// <summary>The name asked for.</summary>
+    public string Name { get; } = name;
 }

@@ -69,12 +69,13 @@ public sealed class CliCommandLineTests
     }
 
     [Fact]
-    public void Unknown_proc_file_is_a_runtime_error_listing_the_files()
+    public void Unknown_proc_file_is_a_usage_error_listing_the_files()
     {
         var r = CliRunner.Run("proc", "nosuchfile", "--mem", "64M");
-        Assert.Equal(1, r.ExitCode);
+        Assert.Equal(2, r.ExitCode);
         Assert.Equal("", r.Out);
-        Assert.StartsWith("kmem: no such /proc file 'nosuchfile'", r.Err);
+        Assert.StartsWith("kmem: error: no such /proc file 'nosuchfile'", r.Err);
+        Assert.Contains("Try 'kmem proc --help'.", r.Err);
         Assert.Contains("buddyinfo", r.Err);
     }
 

@@ -128,9 +128,13 @@ public sealed class CliDemoTests
         Assert.Equal(0, r.ExitCode);
         Assert.Contains("  i386 with 1G of RAM", r.OutLines);
         Assert.Contains("  x86_64 with 4G of RAM", r.OutLines);
-        Assert.Equal(2, r.OutLines.Count(l => l == "Zone ranges:"));
+        // The tour boots two machines, then every study script boots its own.
+        int scripts = KmemNative.Cli.Commands.StudyScripts.All().Count();
+        Assert.True(scripts >= 1);
+        Assert.Equal(2 + scripts, r.OutLines.Count(l => l == "Zone ranges:"));
         Assert.Contains(r.OutLines, l => l.StartsWith("page ", StringComparison.Ordinal) && l.EndsWith("zone HighMem", StringComparison.Ordinal));
         Assert.Contains(r.OutLines, l => l.StartsWith("page ", StringComparison.Ordinal) && l.EndsWith("zone DMA", StringComparison.Ordinal));
-        Assert.Equal(2, r.OutLines.Count(l => l.StartsWith("consistent", StringComparison.Ordinal)));
+        Assert.True(r.OutLines.Count(l => l.StartsWith("consistent", StringComparison.Ordinal)) >= 2);
+        Assert.DoesNotContain(r.OutLines, l => l.Contains("inconsistent", StringComparison.Ordinal));
     }
 }
