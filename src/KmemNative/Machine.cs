@@ -67,6 +67,12 @@ public abstract partial class Machine : IDisposable
     /// <summary>The e820 map the firmware handed over.</summary>
     public IReadOnlyList<E820.Entry> E820Map { get; private protected set; } = [];
 
+    /// <summary>
+    /// Receiver of the kmem tracepoints (kmalloc, kfree, kmem_cache_alloc/free, mm_page_alloc/free), or null (the
+    /// default: each tracepoint then costs one null check).
+    /// </summary>
+    public Trace.IKmemTracer? Tracer { get; set; }
+
     /// <summary>The kernel log (dmesg).</summary>
     public KernelLog Log { get; } = new();
 

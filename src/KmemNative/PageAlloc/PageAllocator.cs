@@ -84,6 +84,8 @@ internal sealed unsafe partial class PageAllocator<TArch> where TArch : struct, 
             pfn = AllocPagesSlowpath(cpu, gfp, order, highest, mt, out zone);
         if (pfn != NoPage)
             PrepNewPage(cpu, zone!, pfn, order, gfp);
+        if (_machine.Tracer is { } tracer)
+            tracer.MmPageAlloc(cpu, pfn == NoPage ? null : pfn, order, mt, gfp);
         return pfn;
     }
 
@@ -408,6 +410,8 @@ internal sealed unsafe partial class PageAllocator<TArch> where TArch : struct, 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void FreeFrozenPages(Cpu cpu, ulong pfn, int order, byte* p)
     {
+        if (_machine.Tracer is { } tracer)
+            tracer.MmPageFree(cpu, pfn, order);
         // Keep only the zone/node bits: PG_head and friends go with the allocation.
         ulong flags = MemMap<TArch>.Flags(p);
         MemMap<TArch>.SetFlags(p, flags & ~((1UL << PageBits.FlagBits) - 1));
