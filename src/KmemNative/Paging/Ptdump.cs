@@ -143,7 +143,7 @@ internal sealed unsafe class Ptdump<TArch> where TArch : struct, IArch
             return;
 
         if (_checkWx && (_effectiveProt & (ulong)PteFlags.Rw) != 0 && (_effectiveProt & (ulong)PteFlags.Nx) == 0)
-            WxPages += (long)((addr - _startAddress) / PhysMem.PageSize.Bytes);
+            WxPages += (long)(((addr - _startAddress) & (TArch.PointerSize == 4 ? uint.MaxValue : ulong.MaxValue)) / PhysMem.PageSize.Bytes);
 
         var m = _markers[_marker];
         if (m.MaxLines == 0 || _lines < m.MaxLines)
@@ -173,6 +173,8 @@ internal sealed unsafe class Ptdump<TArch> where TArch : struct, IArch
         _out.Append("0x").Append(_startAddress.ToString(fmt, CultureInfo.InvariantCulture))
             .Append("-0x").Append(addr.ToString(fmt, CultureInfo.InvariantCulture)).Append("   ");
         ulong delta = addr - _startAddress;
+        if (TArch.PointerSize == 4)
+            delta &= uint.MaxValue; // unsigned long arithmetic of a 32-bit kernel
         int unit = 0;
         while ((delta & 1023) == 0 && unit < Units.Length - 1)
         {
