@@ -12,11 +12,28 @@ public sealed unsafe partial class Cpu
     /// <summary>The hot TLB table (<see cref="Tlb.Hot"/>), one load away on the hit path.</summary>
     internal TlbEntry* TlbHot;
 
-    /// <summary>TLB hits, counted on the hit path (owner CPU only).</summary>
+    /// <summary>TLB hits, counted in statistics or debug mode (owner CPU only).</summary>
     internal long TlbHits;
 
     /// <summary>The TLB.</summary>
     internal Tlb Tlb = null!;
+
+    /// <summary>The MMU's miss path (a walk with the profile's layout): the only virtual call, taken on a miss.</summary>
+    internal IMmuMissPath MissPath = null!;
+
+    /// <summary>
+    /// Translates <paramref name="va"/> on this CPU: a TLB hit costs one masked compare and an add; a miss walks
+    /// the page tables (with the address space's fault handler) and fills the TLB.
+    /// </summary>
+    /// <exception cref="PageFaultException">The access faulted and no handler resolved it.</exception>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    public ulong Translate(ulong va, MemoryAccess access = MemoryAccess.Read, PrivilegeMode mode = PrivilegeMode.Supervisor)
+    {
+        TlbEntry* e = TlbHot + Tlb.Index(va, mode);
+        if (*((ulong*)e + (int)access) == va >> 12)
+            return (ulong)((long)va + e->PhysAddend);
+        return MissPath.TranslateMiss(this, va, access, mode);
+    }
 
     /// <summary>CR3: physical address of the top-level page table in use.</summary>
     public ulong Cr3 { get; internal set; }
@@ -36,7 +53,7 @@ public sealed unsafe partial class Cpu
     /// <summary>EFER.NXE: the NX bit is honoured (and reserved when clear). Always false on 2-level paging.</summary>
     public bool EferNxe => (PagingBits & PagingControl.Nxe) != 0;
 
-    /// <summary>A snapshot of this CPU's TLB counters.</summary>
+    /// <summary>A snapshot of this CPU's TLB counters (hits only in statistics or debug mode: see <see cref="Machine.TlbStatistics"/>).</summary>
     public TlbStatistics TlbStatistics =>
         new(TlbHits, Tlb.Misses, Tlb.Walks, Tlb.Faults, Tlb.FullFlushes, Tlb.PageFlushes, Tlb.RangeFlushes, Tlb.Shootdowns);
 
@@ -51,6 +68,13 @@ public sealed unsafe partial class Cpu
 
     /// <summary>The pfn mapped in each kmap_local slot.</summary>
     internal readonly ulong[] KmapLocalPfn = new ulong[Arch.I386Layout.KmMaxIdx];
+}
+
+/// <summary>The MMU's slow path as a CPU sees it.</summary>
+internal interface IMmuMissPath
+{
+    /// <summary>A TLB miss: walk, fault handler, fill; throws <see cref="PageFaultException"/> when the access faults.</summary>
+    ulong TranslateMiss(Cpu cpu, ulong va, MemoryAccess access, PrivilegeMode mode);
 }
 
 /// <summary>The control-register bits that change how the MMU translates.</summary>

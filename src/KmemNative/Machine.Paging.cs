@@ -30,6 +30,8 @@ public sealed unsafe partial class Machine<TArch>
     {
         foreach (var cpu in Cpus)
             _mmu.InitCpu(cpu, _paging.SwapperPgDir, _paging.InitMm);
+        if (Config.TlbStatistics)
+            _mmu.SetTlbModes(debug: false, countHits: true);
         Log.Info(_paging.RodataMessage);
         if (TArch.Kind == ArchKind.X86_64)
         {
@@ -93,7 +95,14 @@ public sealed unsafe partial class Machine<TArch>
     public override bool TlbDebug
     {
         get => Cpus.Count > 0 && Cpus[0].TlbDebug;
-        set => _mmu.SetTlbDebug(value);
+        set => _mmu.SetTlbModes(value, TlbStatistics);
+    }
+
+    /// <inheritdoc/>
+    public override bool TlbStatistics
+    {
+        get => Cpus.Count > 0 && Cpus[0].Tlb.CountHits;
+        set => _mmu.SetTlbModes(TlbDebug, value);
     }
 
     // ---- the MMU ---------------------------------------------------------------------------------------

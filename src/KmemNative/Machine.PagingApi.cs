@@ -33,6 +33,12 @@ public abstract partial class Machine
     /// <summary>TLB debug mode: every TLB hit is checked against a fresh walk (a stale entry raises <see cref="TlbCoherenceException"/>).</summary>
     public abstract bool TlbDebug { get; set; }
 
+    /// <summary>
+    /// TLB statistics mode: hits are counted exactly (off by default: the hit path carries no counter; misses, walks,
+    /// faults and flushes are always counted). Costs the hit path its speed while on.
+    /// </summary>
+    public abstract bool TlbStatistics { get; set; }
+
     // ---- the MMU ---------------------------------------------------------------------------------------
 
     /// <summary>Translates through <paramref name="cpu"/>'s TLB and page tables (with its fault handler); returns the physical address.</summary>

@@ -24,6 +24,9 @@ public sealed record MachineConfig
     /// </summary>
     public bool Pse { get; init; } = true;
 
+    /// <summary>Boot with TLB statistics mode on (hits counted; see <see cref="Machine.TlbStatistics"/>). The kmem CLI turns it on.</summary>
+    public bool TlbStatistics { get; init; }
+
     /// <summary>vm.min_free_kbytes set by the user, or -1 for the kernel's computed value.</summary>
     public long MinFreeKbytes { get; init; } = -1;
 

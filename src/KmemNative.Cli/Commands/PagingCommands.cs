@@ -320,6 +320,7 @@ internal sealed class PagingCommands : ICommandModule
         {
             var cpu = CpuOption(b);
             var debug = b.Option("--debug", "Turn TLB debug mode (every hit cross-checked against a walk) on or off", ParseOnOff, "on|off");
+            var stats = b.Option("--stats", "Turn TLB statistics mode (hits counted; on in kmem) on or off", ParseOnOff, "on|off");
             var flush = b.Flag("--flush", "flush_tlb_all() first");
             b.UsesMachine();
             return ctx =>
@@ -327,6 +328,8 @@ internal sealed class PagingCommands : ICommandModule
                 var m = ctx.Machine;
                 if (ctx.IsGiven(debug))
                     m.TlbDebug = ctx.GetValue(debug);
+                if (ctx.IsGiven(stats))
+                    m.TlbStatistics = ctx.GetValue(stats);
                 if (ctx.GetValue(flush))
                     m.FlushTlbAll();
                 WriteTlb(ctx.Out, m, GetCpu(ctx, cpu));
@@ -339,7 +342,8 @@ internal sealed class PagingCommands : ICommandModule
         var s = c.TlbStatistics;
         int width = m.Arch == ArchKind.I386 ? 8 : 16;
         w.WriteLine($"cpu{c.Id}: CR3 {CliValues.Hex(c.Cr3)}  CR0.WP {B(c.Cr0Wp)}  CR4.PGE {B(c.Cr4Pge)}  CR4.PSE {B(c.Cr4Pse)}  EFER.NXE {B(c.EferNxe)}  debug {(c.TlbDebug ? "on" : "off")}");
-        w.WriteLine($"  hits {s.Hits}  misses {s.Misses}  walks {s.Walks}  faults {s.Faults}  flushes: full {s.FullFlushes}, page {s.PageFlushes}, range {s.RangeFlushes}, shootdowns {s.Shootdowns}");
+        string hits = m.TlbStatistics || m.TlbDebug ? s.Hits.ToString(CultureInfo.InvariantCulture) : "(not counted: statistics off)";
+        w.WriteLine($"  hits {hits}  misses {s.Misses}  walks {s.Walks}  faults {s.Faults}  flushes: full {s.FullFlushes}, page {s.PageFlushes}, range {s.RangeFlushes}, shootdowns {s.Shootdowns}");
         var entries = c.TlbEntries;
         w.WriteLine($"  {entries.Count} entries");
         if (entries.Count == 0)

@@ -6,8 +6,8 @@ namespace KmemNative.Paging;
 // alignment), spans that cross pages, and copy_{from,to}_user with the kernel's return convention.
 public sealed unsafe partial class Mmu<TArch>
 {
-    // The hit test compares the page of the access's LAST byte with the tag of the slot picked by its first byte:
-    // an access crossing into the next page can never match (QEMU's trick), so one compare covers both.
+    // The hit test compares the page number of the access's LAST byte with the tag of the slot picked by its first
+    // byte: an access crossing into the next page can never match (QEMU's trick), so one compare covers both.
 
     /// <summary>A byte load at <paramref name="va"/>.</summary>
     /// <exception cref="PageFaultException">The access faulted.</exception>
@@ -15,11 +15,8 @@ public sealed unsafe partial class Mmu<TArch>
     public byte ReadU8(Cpu cpu, ulong va, PrivilegeMode mode = PrivilegeMode.Supervisor)
     {
         TlbEntry* e = cpu.TlbHot + Tlb.Index(va, mode);
-        if (e->TagRead == (va & PageMask))
-        {
-            cpu.TlbHits++;
+        if (e->TagRead == va >> 12)
             return *(byte*)(va + (ulong)e->Addend);
-        }
         return (byte)ReadSlow(cpu, va, 1, mode);
     }
 
@@ -29,11 +26,8 @@ public sealed unsafe partial class Mmu<TArch>
     public ushort ReadU16(Cpu cpu, ulong va, PrivilegeMode mode = PrivilegeMode.Supervisor)
     {
         TlbEntry* e = cpu.TlbHot + Tlb.Index(va, mode);
-        if (e->TagRead == ((va + 1) & PageMask))
-        {
-            cpu.TlbHits++;
+        if (e->TagRead == (va + 1) >> 12)
             return Unsafe.ReadUnaligned<ushort>((void*)(va + (ulong)e->Addend));
-        }
         return (ushort)ReadSlow(cpu, va, 2, mode);
     }
 
@@ -43,11 +37,8 @@ public sealed unsafe partial class Mmu<TArch>
     public uint ReadU32(Cpu cpu, ulong va, PrivilegeMode mode = PrivilegeMode.Supervisor)
     {
         TlbEntry* e = cpu.TlbHot + Tlb.Index(va, mode);
-        if (e->TagRead == ((va + 3) & PageMask))
-        {
-            cpu.TlbHits++;
+        if (e->TagRead == (va + 3) >> 12)
             return Unsafe.ReadUnaligned<uint>((void*)(va + (ulong)e->Addend));
-        }
         return (uint)ReadSlow(cpu, va, 4, mode);
     }
 
@@ -57,11 +48,8 @@ public sealed unsafe partial class Mmu<TArch>
     public ulong ReadU64(Cpu cpu, ulong va, PrivilegeMode mode = PrivilegeMode.Supervisor)
     {
         TlbEntry* e = cpu.TlbHot + Tlb.Index(va, mode);
-        if (e->TagRead == ((va + 7) & PageMask))
-        {
-            cpu.TlbHits++;
+        if (e->TagRead == (va + 7) >> 12)
             return Unsafe.ReadUnaligned<ulong>((void*)(va + (ulong)e->Addend));
-        }
         return ReadSlow(cpu, va, 8, mode);
     }
 
@@ -71,9 +59,8 @@ public sealed unsafe partial class Mmu<TArch>
     public void WriteU8(Cpu cpu, ulong va, byte value, PrivilegeMode mode = PrivilegeMode.Supervisor)
     {
         TlbEntry* e = cpu.TlbHot + Tlb.Index(va, mode);
-        if (e->TagWrite == (va & PageMask))
+        if (e->TagWrite == va >> 12)
         {
-            cpu.TlbHits++;
             *(byte*)(va + (ulong)e->Addend) = value;
             return;
         }
@@ -86,9 +73,8 @@ public sealed unsafe partial class Mmu<TArch>
     public void WriteU16(Cpu cpu, ulong va, ushort value, PrivilegeMode mode = PrivilegeMode.Supervisor)
     {
         TlbEntry* e = cpu.TlbHot + Tlb.Index(va, mode);
-        if (e->TagWrite == ((va + 1) & PageMask))
+        if (e->TagWrite == (va + 1) >> 12)
         {
-            cpu.TlbHits++;
             Unsafe.WriteUnaligned((void*)(va + (ulong)e->Addend), value);
             return;
         }
@@ -101,9 +87,8 @@ public sealed unsafe partial class Mmu<TArch>
     public void WriteU32(Cpu cpu, ulong va, uint value, PrivilegeMode mode = PrivilegeMode.Supervisor)
     {
         TlbEntry* e = cpu.TlbHot + Tlb.Index(va, mode);
-        if (e->TagWrite == ((va + 3) & PageMask))
+        if (e->TagWrite == (va + 3) >> 12)
         {
-            cpu.TlbHits++;
             Unsafe.WriteUnaligned((void*)(va + (ulong)e->Addend), value);
             return;
         }
@@ -116,9 +101,8 @@ public sealed unsafe partial class Mmu<TArch>
     public void WriteU64(Cpu cpu, ulong va, ulong value, PrivilegeMode mode = PrivilegeMode.Supervisor)
     {
         TlbEntry* e = cpu.TlbHot + Tlb.Index(va, mode);
-        if (e->TagWrite == ((va + 7) & PageMask))
+        if (e->TagWrite == (va + 7) >> 12)
         {
-            cpu.TlbHits++;
             Unsafe.WriteUnaligned((void*)(va + (ulong)e->Addend), value);
             return;
         }
@@ -130,11 +114,8 @@ public sealed unsafe partial class Mmu<TArch>
     private byte* Host(Cpu cpu, ulong va, MemoryAccess access, PrivilegeMode mode)
     {
         TlbEntry* e = cpu.TlbHot + Tlb.Index(va, mode);
-        if (*((ulong*)e + (int)access) == (va & PageMask))
-        {
-            cpu.TlbHits++;
+        if (*((ulong*)e + (int)access) == va >> 12)
             return (byte*)(va + (ulong)e->Addend);
-        }
         return HostSlow(cpu, va, access, mode);
     }
 

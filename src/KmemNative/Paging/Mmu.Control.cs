@@ -8,6 +8,7 @@ public sealed unsafe partial class Mmu<TArch>
     {
         cpu.Tlb = new Tlb();
         cpu.TlbHot = cpu.Tlb.Hot;
+        cpu.MissPath = this;
         cpu.PagingBits = DefaultControl;
         cpu.Cr3 = cr3;
         cpu.ActiveMm = initMm;
@@ -40,13 +41,14 @@ public sealed unsafe partial class Mmu<TArch>
     /// <summary>invlpg on <paramref name="cpu"/>: drops the translation of <paramref name="va"/>, global or not.</summary>
     public void Invlpg(Cpu cpu, ulong va) => cpu.Tlb.FlushPage(va);
 
-    /// <summary>Debug mode on or off for every CPU (see <see cref="Tlb"/>); the TLBs are flushed.</summary>
-    public void SetTlbDebug(bool on)
+    /// <summary>Debug mode (every hit cross-checked) and statistics mode (hits counted) for every CPU; the TLBs are flushed.</summary>
+    public void SetTlbModes(bool debug, bool countHits)
     {
         foreach (var cpu in _machine.Cpus)
         {
             cpu.Tlb.FlushAll(keepGlobal: false);
-            cpu.Tlb.Debug = on;
+            cpu.Tlb.Debug = debug;
+            cpu.Tlb.CountHits = countHits;
         }
     }
 

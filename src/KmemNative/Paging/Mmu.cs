@@ -28,7 +28,7 @@ public readonly record struct Translation(ulong Physical, ulong Virtual, int Lev
 /// <para>Not modelled: SMEP/SMAP, protection keys (CR4.PKE off), PCID, paging-structure caches (only leaf
 /// translations are cached, so freeing a table needs no flush beyond the leaves').</para>
 /// </remarks>
-public sealed unsafe partial class Mmu<TArch> where TArch : struct, IArch
+public sealed unsafe partial class Mmu<TArch> : IMmuMissPath where TArch : struct, IArch
 {
     private const ulong P = (ulong)PteFlags.Present;
     private const ulong Rw = (ulong)PteFlags.Rw;
@@ -46,6 +46,7 @@ public sealed unsafe partial class Mmu<TArch> where TArch : struct, IArch
     private readonly Machine<TArch> _machine;
     private readonly byte* _base;
     private readonly ulong _maxPfn;
+    private readonly ulong _arenaSize;
     private readonly ulong[] _ramBitmap;   // one bit per page frame: installed RAM
     private readonly ulong* _ram;
 
@@ -54,11 +55,20 @@ public sealed unsafe partial class Mmu<TArch> where TArch : struct, IArch
         _machine = machine;
         _base = machine.Memory.Base;
         _maxPfn = machine.Memory.Size >> PhysMem.PageSize.Shift;
+        _arenaSize = machine.Memory.Size;
         _ramBitmap = GC.AllocateArray<ulong>((int)((_maxPfn + 63) / 64) + 1, pinned: true);
         foreach (var r in machine.Memory.Ram)
             for (ulong pfn = r.StartPfn; pfn < r.EndPfn; pfn++)
                 _ramBitmap[pfn >> 6] |= 1UL << (int)(pfn & 63);
         _ram = (ulong*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_ramBitmap));
+        _defaultControl = PagingControl.Wp | PagingControl.Pge
+            | (machine.Config.Pse || TArch.Mode != PagingMode.TwoLevel ? PagingControl.Pse : 0)
+            | ((TArch.SupportedPteMask & Nx) != 0 ? PagingControl.Nxe : 0);
+        _rsvdTable = GC.AllocateArray<ulong>(2 * (TArch.PagingLevels + 1), pinned: true);
+        for (int level = 1; level <= TArch.PagingLevels; level++)
+            for (int large = 0; large < 2; large++)
+                _rsvdTable[(level << 1) | large] = TArch.ReservedBits(level, large != 0, nxe: true);
+        _rsvd = (ulong*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_rsvdTable));
     }
 
     /// <summary>The machine.</summary>
@@ -72,23 +82,59 @@ public sealed unsafe partial class Mmu<TArch> where TArch : struct, IArch
         return pfn < _maxPfn && (_ram[pfn >> 6] & (1UL << (int)(pfn & 63))) != 0;
     }
 
-    /// <summary>The control bits a CPU would have right after boot (WP, PGE, NXE where it exists, PSE as configured).</summary>
-    internal uint DefaultControl =>
-        PagingControl.Wp | PagingControl.Pge | (_machine.Config.Pse || TArch.Mode != PagingMode.TwoLevel ? PagingControl.Pse : 0)
-        | ((TArch.SupportedPteMask & Nx) != 0 ? PagingControl.Nxe : 0);
+    /// <summary>The control bits a CPU has right after boot (WP, PGE, NXE where it exists, PSE as configured).</summary>
+    internal uint DefaultControl => _defaultControl;
+
+    private readonly uint _defaultControl;
+
+    // ReservedBits() per (level, large leaf) with NXE on, so the walk does one load per level; NX is added when NXE is off.
+    private readonly ulong[] _rsvdTable;
+    private readonly ulong* _rsvd;
 
     // ---- the walker -----------------------------------------------------------------------------------
 
-    [InlineArray(6)]
-    private struct Path
-    {
-        private nint _e;
-    }
+    // Outcomes of one level of the walk.
+    private const int StepNext = 0, StepLeaf = 1, StepNotPresent = 2, StepReserved = 3, StepBadTable = 4;
 
-    [InlineArray(6)]
-    private struct Values
+    /// <summary>
+    /// One level of the walk. Always inlined with a constant <paramref name="level"/>, so the shift, the index mask,
+    /// the reserved-bit masks and whether PS makes a leaf here fold to constants: the walk is unrolled per profile.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private int Step(int level, byte* arena, ulong va, bool pse, ulong nxOff, ref ulong table, ref ulong and, ref ulong or, ref ulong allA, out ulong e)
     {
-        private ulong _e;
+        // Only the arena bound on the hot path: a table in a RAM hole reads as zeros (holes are never written), so
+        // its entry is "not present" and the cold check turns that into #MC.
+        if (table >= _arenaSize)
+        {
+            e = 0;
+            return StepBadTable;
+        }
+        int shift = 12 + (level - 1) * TArch.IndexBits;
+        int bits = level == TArch.PagingLevels ? TArch.TopLevelIndexBits : TArch.IndexBits;
+        // arena + index does not depend on the previous level: only "+ table" and the load are on the chain.
+        byte* slot = arena + (((va >> shift) & ((1UL << bits) - 1)) << TArch.PteShift);
+        e = TArch.LoadPte(slot + table);
+        if ((e & P) == 0)
+            return IsRamPage(table) ? StepNotPresent : StepBadTable;
+        if (level > 1 && ((TArch.LargeLeafLevels >> level) & 1) != 0 && (e & Ps) != 0 && pse)
+        {
+            if ((e & (TArch.ReservedBits(level, true, true) | nxOff)) != 0)
+                return StepReserved;
+            and &= e;
+            or |= e;
+            allA &= e;
+            return StepLeaf;
+        }
+        if ((e & (TArch.ReservedBits(level, false, true) | nxOff)) != 0)
+            return StepReserved;
+        and &= e;
+        or |= e;
+        allA &= e;
+        if (level == 1)
+            return StepLeaf;
+        table = e & TArch.PtePfnMask;
+        return StepNext;
     }
 
     /// <summary>
@@ -102,80 +148,75 @@ public sealed unsafe partial class Mmu<TArch> where TArch : struct, IArch
         Unsafe.SkipInit(out fault);
         if (!TArch.IsCanonical(va))
         {
-            fault = new PageFault(FaultKind.GeneralProtection, va, 0, access, mode, 0, 0, 0);
+            fault = MakeFault(FaultKind.GeneralProtection, va, access, mode, false, 0, 0, 0, 0);
             return false;
         }
         bool nxe = (TArch.SupportedPteMask & Nx) != 0 && (ctl & PagingControl.Nxe) != 0;
         bool pse = !TArch.PseNeedsCr4 || (ctl & PagingControl.Pse) != 0;
-        Path path;
-        Values values;
-        Unsafe.SkipInit(out path);
-        Unsafe.SkipInit(out values);
+        ulong nxOff = (TArch.SupportedPteMask & Nx) != 0 && !nxe ? Nx : 0;
+        byte* arena = _base;
     restart:
         ulong table = cr3 & TArch.PtePfnMask;
-        ulong and = Us | Rw, or = 0, allA = A, e, prevEntry = cr3;
-        int level = TArch.PagingLevels;
-        int shift;
-        while (true)
+        ulong and = Us | Rw, or = 0, allA = A, e, up = cr3;
+        int level, st;
+        if (TArch.PagingLevels >= 5)
         {
-            if (!IsRamPage(table))
+            level = 5;
+            if ((st = Step(5, arena, va, pse, nxOff, ref table, ref and, ref or, ref allA, out e)) != StepNext)
+                goto stop;
+            up = e;
+        }
+        if (TArch.PagingLevels >= 4)
+        {
+            level = 4;
+            if ((st = Step(4, arena, va, pse, nxOff, ref table, ref and, ref or, ref allA, out e)) != StepNext)
+                goto stop;
+            up = e;
+        }
+        if (TArch.PagingLevels >= 3)
+        {
+            level = 3;
+            if ((st = Step(3, arena, va, pse, nxOff, ref table, ref and, ref or, ref allA, out e)) != StepNext)
+                goto stop;
+            up = e;
+        }
+        level = 2;
+        if ((st = Step(2, arena, va, pse, nxOff, ref table, ref and, ref or, ref allA, out e)) != StepNext)
+            goto stop;
+        up = e;
+        level = 1;
+        st = Step(1, arena, va, pse, nxOff, ref table, ref and, ref or, ref allA, out e);
+    stop:
+        if (st != StepLeaf)
+        {
+            fault = st switch
             {
-                fault = new PageFault(FaultKind.MachineCheck, va, 0, access, mode, level + 1 > TArch.PagingLevels ? 0 : level + 1, prevEntry, table);
-                return false;
-            }
-            shift = 12 + (level - 1) * TArch.IndexBits;
-            int bits = level == TArch.PagingLevels ? TArch.TopLevelIndexBits : TArch.IndexBits;
-            byte* p = _base + table + (((va >> shift) & ((1UL << bits) - 1)) << TArch.PteShift);
-            e = TArch.LoadPte(p);
-            path[level] = (nint)p;
-            values[level] = e;
-            if ((e & P) == 0)
-            {
-                fault = PageFaultAt(va, access, mode, nxe, PfErrorCode.None, level, e);
-                return false;
-            }
-            bool large = level > 1 && ((TArch.LargeLeafLevels >> level) & 1) != 0 && (e & Ps) != 0 && pse;
-            if ((e & TArch.ReservedBits(level, large, nxe)) != 0)
-            {
-                fault = PageFaultAt(va, access, mode, nxe, PfErrorCode.Prot | PfErrorCode.Rsvd, level, e);
-                return false;
-            }
-            and &= e;
-            or |= e;
-            allA &= e;
-            if (large || level == 1)
-                break;
-            prevEntry = e;
-            table = e & TArch.PtePfnMask;
-            level--;
+                StepNotPresent => MakeFault(FaultKind.PageFault, va, access, mode, nxe, PfErrorCode.None, level, e, 0),
+                StepReserved => MakeFault(FaultKind.PageFault, va, access, mode, nxe, PfErrorCode.Prot | PfErrorCode.Rsvd, level, e, 0),
+                _ => MakeFault(FaultKind.MachineCheck, va, access, mode, nxe, 0, level == TArch.PagingLevels ? 0 : level + 1, up, table),
+            };
+            return false;
         }
 
+        int shift = 12 + (level - 1) * TArch.IndexBits;
         ulong frame = level == 1 ? e & TArch.PtePfnMask : TArch.LargePageFrame(e, level) + (va & ((1UL << shift) - 1) & PageMask);
         if (!IsRamPage(frame))
         {
-            fault = new PageFault(FaultKind.MachineCheck, va, 0, access, mode, level, e, frame);
+            fault = MakeFault(FaultKind.MachineCheck, va, access, mode, nxe, 0, level, e, frame);
             return false;
         }
         bool user = mode == PrivilegeMode.User;
-        if (user && (and & Us) == 0)
+        if ((user && (and & Us) == 0)
+            || (access == MemoryAccess.Write && (and & Rw) == 0 && (user || (ctl & PagingControl.Wp) != 0))
+            || (access == MemoryAccess.Execute && nxe && (or & Nx) != 0))
         {
-            fault = PageFaultAt(va, access, mode, nxe, PfErrorCode.Prot, level, e);
-            return false;
-        }
-        if (access == MemoryAccess.Write && (and & Rw) == 0 && (user || (ctl & PagingControl.Wp) != 0))
-        {
-            fault = PageFaultAt(va, access, mode, nxe, PfErrorCode.Prot, level, e);
-            return false;
-        }
-        if (access == MemoryAccess.Execute && nxe && (or & Nx) != 0)
-        {
-            fault = PageFaultAt(va, access, mode, nxe, PfErrorCode.Prot, level, e);
+            fault = MakeFault(FaultKind.PageFault, va, access, mode, nxe, PfErrorCode.Prot, level, e, 0);
             return false;
         }
         bool needDirty = access == MemoryAccess.Write && (e & D) == 0;
         if (!peek && (allA == 0 || needDirty))
         {
-            if (!SetAccessedDirty(ref path, ref values, level, needDirty))
+            if (!SetAccessedDirty(cr3, va, level, e, needDirty))
                 goto restart;
             e |= A | (needDirty ? D : 0);
         }
@@ -184,22 +225,37 @@ public sealed unsafe partial class Mmu<TArch> where TArch : struct, IArch
         return true;
     }
 
-    /// <summary>Sets Accessed on every level walked and Dirty on the leaf, atomically; false when an entry changed under the walk.</summary>
-    private static bool SetAccessedDirty(ref Path path, ref Values values, int leafLevel, bool dirty)
+    /// <summary>
+    /// Sets Accessed on every level down to the leaf and Dirty on the leaf, atomically (lock cmpxchg, as the CPU
+    /// does). Walks again from CR3: false when any entry is not what it was (the walk restarts).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private bool SetAccessedDirty(ulong cr3, ulong va, int leafLevel, ulong leaf, bool dirty)
     {
+        ulong table = cr3 & TArch.PtePfnMask;
         for (int level = TArch.PagingLevels; level >= leafLevel; level--)
         {
-            ulong seen = values[level];
-            ulong want = seen | A | (level == leafLevel && dirty ? D : 0);
-            if (want != seen && !TArch.CmpXchgPte((byte*)path[level], seen, want))
+            if (table >= _arenaSize)
                 return false;
+            int shift = 12 + (level - 1) * TArch.IndexBits;
+            int bits = level == TArch.PagingLevels ? TArch.TopLevelIndexBits : TArch.IndexBits;
+            byte* p = _base + table + (((va >> shift) & ((1UL << bits) - 1)) << TArch.PteShift);
+            ulong seen = TArch.LoadPte(p);
+            if ((seen & P) == 0 || (level == leafLevel && (seen | A | D) != (leaf | A | D)))
+                return false;
+            ulong want = seen | A | (level == leafLevel && dirty ? D : 0);
+            if (want != seen && !TArch.CmpXchgPte(p, seen, want))
+                return false;
+            table = seen & TArch.PtePfnMask;
         }
         return true;
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static PageFault PageFaultAt(ulong va, MemoryAccess access, PrivilegeMode mode, bool nxe, PfErrorCode code, int level, ulong entry)
+    private static PageFault MakeFault(FaultKind kind, ulong va, MemoryAccess access, PrivilegeMode mode, bool nxe, PfErrorCode code, int level, ulong entry, ulong phys)
     {
+        if (kind != FaultKind.PageFault)
+            return new PageFault(kind, va, 0, access, mode, level, entry, phys);
         if (access == MemoryAccess.Write)
             code |= PfErrorCode.Write;
         if (mode == PrivilegeMode.User)
@@ -243,13 +299,12 @@ public sealed unsafe partial class Mmu<TArch> where TArch : struct, IArch
     public ulong Translate(Cpu cpu, ulong va, MemoryAccess access = MemoryAccess.Read, PrivilegeMode mode = PrivilegeMode.Supervisor)
     {
         TlbEntry* e = cpu.TlbHot + Tlb.Index(va, mode);
-        if (*((ulong*)e + (int)access) == (va & PageMask))
-        {
-            cpu.TlbHits++;
-            return (ulong)((long)va + e->Addend - (long)_base);
-        }
+        if (*((ulong*)e + (int)access) == va >> 12)
+            return (ulong)((long)va + e->PhysAddend);
         return TranslateSlow(cpu, va, access, mode);
     }
+
+    ulong IMmuMissPath.TranslateMiss(Cpu cpu, ulong va, MemoryAccess access, PrivilegeMode mode) => TranslateSlow(cpu, va, access, mode);
 
     [MethodImpl(MethodImplOptions.NoInlining)]
     private ulong TranslateSlow(Cpu cpu, ulong va, MemoryAccess access, PrivilegeMode mode)
@@ -263,10 +318,9 @@ public sealed unsafe partial class Mmu<TArch> where TArch : struct, IArch
     public bool TryTranslate(Cpu cpu, ulong va, MemoryAccess access, PrivilegeMode mode, out ulong phys, out PageFault fault)
     {
         TlbEntry* e = cpu.TlbHot + Tlb.Index(va, mode);
-        if (*((ulong*)e + (int)access) == (va & PageMask))
+        if (*((ulong*)e + (int)access) == va >> 12)
         {
-            cpu.TlbHits++;
-            phys = (ulong)((long)va + e->Addend - (long)_base);
+            phys = (ulong)((long)va + e->PhysAddend);
             Unsafe.SkipInit(out fault);
             return true;
         }
@@ -278,14 +332,16 @@ public sealed unsafe partial class Mmu<TArch> where TArch : struct, IArch
     {
         var tlb = cpu.Tlb;
         int idx = Tlb.Index(va, mode);
-        if (tlb.Debug)
+        if (tlb.Shadowed)
         {
+            // Statistics or debug mode: the hot table stays empty, the real entries are in the shadow table.
             TlbEntry* s = tlb.Shadow + idx;
-            if (*((ulong*)s + (int)access) == (va & PageMask))
+            if (*((ulong*)s + (int)access) == va >> 12)
             {
                 cpu.TlbHits++;
-                phys = (ulong)((long)va + s->Addend - (long)_base);
-                CrossCheck(cpu, va, access, mode, phys);
+                phys = (ulong)((long)va + s->PhysAddend);
+                if (tlb.Debug)
+                    CrossCheck(cpu, va, access, mode, phys);
                 Unsafe.SkipInit(out fault);
                 return true;
             }
@@ -328,7 +384,7 @@ public sealed unsafe partial class Mmu<TArch> where TArch : struct, IArch
         ulong va = r.Virtual;
         int idx = Tlb.Index(va, mode);
         ulong page = va & PageMask;
-        TlbEntry* e = (tlb.Debug ? tlb.Shadow : tlb.Hot) + idx;
+        TlbEntry* e = (tlb.Shadowed ? tlb.Shadow : tlb.Hot) + idx;
         ulong eff = (ulong)r.Effective;
         bool user = mode == PrivilegeMode.User;
         bool writable = ((eff & Rw) != 0 || (!user && (cpu.PagingBits & PagingControl.Wp) == 0)) && (r.Entry & D) != 0;
@@ -337,9 +393,11 @@ public sealed unsafe partial class Mmu<TArch> where TArch : struct, IArch
         // Invalidate first so the slot never pairs a new tag with an old addend.
         tlb.Invalidate(idx);
         e->Addend = (long)(_base + (r.Physical & PageMask)) - (long)page;
-        e->TagExec = exec ? page : Tlb.Invalid;
-        e->TagWrite = writable ? page : Tlb.Invalid;
-        Volatile.Write(ref e->TagRead, page);
+        e->PhysAddend = (long)(r.Physical & PageMask) - (long)page;
+        ulong vpn = page >> 12;
+        e->TagExec = exec ? vpn : Tlb.Invalid;
+        e->TagWrite = writable ? vpn : Tlb.Invalid;
+        Volatile.Write(ref e->TagRead, vpn);
         ref var side = ref tlb.Side[idx];
         side.Va = page;
         side.Phys = r.Physical & PageMask;

@@ -5,20 +5,24 @@ namespace KmemNative.Paging;
 
 /// <summary>
 /// One TLB entry's hot part, QEMU softmmu style (CPUTLBEntry): a tag per access kind and the addend that turns the
-/// virtual address into a host pointer. A hit is <c>tag == (va &amp; PAGE_MASK)</c> and <c>va + Addend</c>.
+/// virtual address into a host pointer. A hit is <c>tag == va &gt;&gt; PAGE_SHIFT</c> (the virtual page number, which
+/// the index is computed from anyway) and <c>va + Addend</c>.
 /// </summary>
 /// <remarks>
-/// A tag holds the page-aligned virtual address when that access is allowed without help from the walker, else
-/// <see cref="Tlb.Invalid"/> (never page aligned, so it never matches). The write tag is valid only when the leaf is
+/// <para>One cache line per entry: the three tags, the host addend (loads and stores) and the physical addend
+/// (translate), so a hit touches one line and needs nothing from the MMU object.</para>
+/// A tag holds the virtual page number when that access is allowed without help from the walker, else
+/// <see cref="Tlb.Invalid"/> (no page number is that large, so it never matches). The write tag is valid only when the leaf is
 /// already Dirty, so the first write to a clean page misses and the walker sets D, as the CPU does.
 /// </remarks>
-[StructLayout(LayoutKind.Sequential)]
+[StructLayout(LayoutKind.Sequential, Size = 64)]
 internal struct TlbEntry
 {
     public ulong TagRead;
     public ulong TagWrite;
     public ulong TagExec;
-    public long Addend;
+    public long Addend;       // host address - virtual address
+    public long PhysAddend;   // physical address - virtual address
 }
 
 /// <summary>The cold part of a TLB entry: what diagnostics, invlpg and the debug cross-check need.</summary>
@@ -76,8 +80,10 @@ public readonly record struct TlbEntryInfo(
 /// data: the emulated kernel must not be able to read it, and its addends are host pointers, which must never be
 /// forgeable by writing to emulated RAM (that would let corrupted memory reach outside the arena). Pinned arrays
 /// give raw pointers (no bounds checks on the hit path) without a finalizer.</para>
-/// <para>Debug mode keeps the hot table empty so every lookup takes the slow path, which finds the entry in the
-/// shadow table, counts the hit and compares it with a fresh walk; the hit path itself never tests a flag.</para>
+/// <para>The hit path carries no counter (a store per access would cost more than the lookup and stop the JIT from
+/// keeping the table pointer in a register). Statistics mode and debug mode keep the hot table empty so every lookup
+/// takes the slow path, which finds the entry in the shadow table, counts the hit and, in debug mode, compares it
+/// with a fresh walk; the hit path itself never tests a flag. Misses, walks, faults and flushes are always counted.</para>
 /// <para>Threads: the owner CPU fills and reads without locks. A flush from another CPU (a shootdown) bumps
 /// <see cref="FlushSeq"/> and then overwrites tags with single aligned stores; a fill that raced with it sees the
 /// sequence change after publishing its entry and drops it (see <c>Mmu.Fill</c>).</para>
@@ -90,8 +96,8 @@ internal sealed unsafe class Tlb
     /// <summary>Slots per privilege mode.</summary>
     public const int Entries = 1 << Bits;
 
-    /// <summary>A tag that matches no address (addresses compared are page aligned).</summary>
-    public const ulong Invalid = 1;
+    /// <summary>A tag that matches no virtual page number.</summary>
+    public const ulong Invalid = ulong.MaxValue;
 
     /// <summary>More pages than this in a range flush flush everything (tlb_single_page_flush_ceiling).</summary>
     public const int SinglePageFlushCeiling = 33;
@@ -120,6 +126,12 @@ internal sealed unsafe class Tlb
 
     /// <summary>Debug mode: every hit is checked against a fresh walk.</summary>
     public bool Debug;
+
+    /// <summary>Statistics mode: hits are counted (on the slow path, so the hit path carries no counter).</summary>
+    public bool CountHits;
+
+    /// <summary>True when fills go to the shadow table and the hot table stays empty.</summary>
+    public bool Shadowed => Debug || CountHits;
 
     /// <summary>Bumped by every flush from another CPU, before it invalidates (see remarks).</summary>
     public int FlushSeq;
