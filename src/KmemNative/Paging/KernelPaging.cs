@@ -245,6 +245,13 @@ internal sealed unsafe partial class KernelPaging<TArch> where TArch : struct, I
 
     private void SetLayout()
     {
+        BuildLayout();
+        // Gaps between neighbouring areas can be empty (the pkmap window ends where the LDT remap starts).
+        Areas = [.. Areas.Where(a => a.End == 0 || a.End > a.Start)];
+    }
+
+    private void BuildLayout()
+    {
         if (TArch.Kind == ArchKind.I386)
         {
             VmallocStart = HighMemory + I386Layout.VmallocOffset;
