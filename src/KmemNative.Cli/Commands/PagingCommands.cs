@@ -82,7 +82,18 @@ internal sealed class PagingCommands : ICommandModule
                 HelpName = "LEN",
                 Arity = System.CommandLine.ArgumentArity.ZeroOrOne,
                 DefaultValueFactory = _ => 256,
-                CustomParser = r => r.Tokens.Count == 0 ? 256 : ParseLength(r.Tokens[0].Value),
+                CustomParser = r =>
+                {
+                    try
+                    {
+                        return r.Tokens.Count == 0 ? 256 : ParseLength(r.Tokens[0].Value);
+                    }
+                    catch (UsageException e)
+                    {
+                        r.AddError(e.Message);
+                        return 0;
+                    }
+                },
             };
             b.Command.Add(len);
             var phys = b.Flag("--phys", "ADDR is a physical address (the arena, no MMU)");
