@@ -155,11 +155,17 @@ internal sealed unsafe class UserAddressSpace<TArch> : AddressSpace where TArch 
             throw new MappingException($"physical 0x{phys:x}+0x{pageSize:x} is not RAM", va);
         lock (_lock)
         {
-            long before = _m.NodeState(PageAlloc.NodeStat.NrPageTablePages);
+            long before = PageTables<TArch>.AllocatedByThisThread;
             bool top = false;
-            if (!_paging.Tables.MapLeaf(cpu, Pgd, va, phys, prot, level, user: true, ref top))
-                throw new MappingException($"0x{va:x}: out of memory for a page table", va);
-            _tables += _m.NodeState(PageAlloc.NodeStat.NrPageTablePages) - before;
+            try
+            {
+                if (!_paging.Tables.MapLeaf(cpu, Pgd, va, phys, prot, level, user: true, ref top))
+                    throw new MappingException($"0x{va:x}: out of memory for a page table", va);
+            }
+            finally
+            {
+                _tables += PageTables<TArch>.AllocatedByThisThread - before;
+            }
         }
     }
 
@@ -184,13 +190,13 @@ internal sealed unsafe class UserAddressSpace<TArch> : AddressSpace where TArch 
         CheckUser(va, PageSize.Bytes);
         lock (_lock)
         {
-            long before = _m.NodeState(PageAlloc.NodeStat.NrPageTablePages);
+            long before = PageTables<TArch>.AllocatedByThisThread;
             bool top = false;
             byte* p = _paging.Tables.WalkAlloc(cpu, Pgd, va, 1, user: true, ref top);
+            _tables += PageTables<TArch>.AllocatedByThisThread - before;
             if (p == null)
                 throw new MappingException($"0x{va:x}: out of memory for a page table", va);
             PageTables<TArch>.Set(p, entry);
-            _tables += _m.NodeState(PageAlloc.NodeStat.NrPageTablePages) - before;
         }
         _m.Mmu.FlushRange(this, va & ~(PageSize.Bytes - 1), (va & ~(PageSize.Bytes - 1)) + PageSize.Bytes, cpu);
     }

@@ -18,7 +18,7 @@ namespace KmemNative.Paging;
 /// <para>Non-leaf entries are written as the x86 populate functions write them: <c>_PAGE_TABLE | __pa(table)</c>.</para>
 /// <para>Callers serialise changes to one tree (the kernel's page_table_lock); the MMU reads without locks.</para>
 /// </remarks>
-internal sealed unsafe class PageTables<TArch> where TArch : struct, IArch
+internal sealed unsafe partial class PageTables<TArch> where TArch : struct, IArch
 {
     /// <summary>What <see cref="AllocTable"/> returns when there is no memory.</summary>
     public const ulong NoTable = ulong.MaxValue;
@@ -42,6 +42,13 @@ internal sealed unsafe class PageTables<TArch> where TArch : struct, IArch
 
     /// <summary>Boot-time page-table pages taken from memblock.</summary>
     public int BootTables { get; set; }
+
+    /// <summary>Buddy page-table pages this thread allocated (callers diff it around an operation to account its tables).</summary>
+    [ThreadStatic]
+    private static long t_allocated;
+
+    /// <summary>Page-table pages allocated from the buddy allocator by the calling thread so far.</summary>
+    public static long AllocatedByThisThread => t_allocated;
 
     // ---- geometry -------------------------------------------------------------------------------------
 
@@ -142,6 +149,7 @@ internal sealed unsafe class PageTables<TArch> where TArch : struct, IArch
         // __pagetable_ctor(): __folio_set_pgtable() and lruvec_stat_add_folio(folio, NR_PAGETABLE).
         MemMap<TArch>.PageType(_m.MemMap.Desc(pfn)) = (uint)PageBits.PgtyTable << 24;
         _m.ModNodeState(NodeStat.NrPageTablePages, 1);
+        t_allocated++;
         return pfn << PageSize.Shift;
     }
 
