@@ -20,11 +20,13 @@ internal sealed class PagingCommands : ICommandModule
     {
         registry.Add("ptdump", "Dump the kernel page tables in the format of /sys/kernel/debug/page_tables/kernel, then the W+X check", b =>
         {
+            var cpu = CpuOption(b);
             b.UsesMachine();
             return ctx =>
             {
                 var m = ctx.Machine;
-                var (text, wx) = m.Ptdump();
+                // The tables the CPU runs on: init_mm's unless a process address space is loaded there.
+                var (text, wx) = m.Ptdump(GetCpu(ctx, cpu).ActiveMm);
                 ctx.Out.Write(text);
                 ctx.Out.WriteLine(m.CheckWxLine(wx) ?? "(W+X check skipped: 2-level paging has no NX bit, as mark_rodata_ro() skips it without NX)");
                 ctx.SetResult(wx.ToString(CultureInfo.InvariantCulture));
