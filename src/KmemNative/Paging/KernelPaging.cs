@@ -114,6 +114,8 @@ internal sealed unsafe partial class KernelPaging<TArch> where TArch : struct, I
             MapKernelRange(X86_64Layout.VmemmapStart, memmapPhys, memmapSize, PageProt.Kernel, 2, directMap: false);
             MapKernelImage64();
             PreallocateVmallocPages();
+            // level2_fixmap_pgt / level1_fixmap_pgt: the fixmap's page tables exist from boot (its slots stay empty here).
+            EnsurePteTables(X86_64Layout.FixaddrStart, X86_64Layout.FixaddrTop + PageSize.Bytes);
         }
         Tables.BootAlloc = null;
         _m.MemMap.InitListHead(TArch.PageOffset + PgdListPhys);
