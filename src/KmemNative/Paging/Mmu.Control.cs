@@ -46,9 +46,10 @@ public sealed unsafe partial class Mmu<TArch>
     {
         foreach (var cpu in _machine.Cpus)
         {
-            cpu.Tlb.FlushAll(keepGlobal: false);
             cpu.Tlb.Debug = debug;
             cpu.Tlb.CountHits = countHits;
+            Interlocked.Increment(ref cpu.Tlb.FlushSeq);
+            cpu.Tlb.FlushAll(keepGlobal: false, local: false);
         }
     }
 
@@ -67,10 +68,11 @@ public sealed unsafe partial class Mmu<TArch>
         {
             if (mm is not null && !mm.IsKernel && !ReferenceEquals(cpu.ActiveMm, mm))
                 continue;
+            bool local = ReferenceEquals(cpu, from);
             Interlocked.Increment(ref cpu.Tlb.FlushSeq);
-            if (!ReferenceEquals(cpu, from))
+            if (!local)
                 Interlocked.Increment(ref cpu.Tlb.Shootdowns);
-            cpu.Tlb.FlushRange(start, end);
+            cpu.Tlb.FlushRange(start, end, local);
         }
     }
 
@@ -81,7 +83,7 @@ public sealed unsafe partial class Mmu<TArch>
         {
             Interlocked.Increment(ref cpu.Tlb.FlushSeq);
             Interlocked.Increment(ref cpu.Tlb.Shootdowns);
-            cpu.Tlb.FlushAll(keepGlobal: false);
+            cpu.Tlb.FlushAll(keepGlobal: false, local: false);
         }
     }
 }

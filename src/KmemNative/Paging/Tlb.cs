@@ -136,6 +136,7 @@ internal sealed unsafe class Tlb
     /// <summary>Bumped by every flush from another CPU, before it invalidates (see remarks).</summary>
     public int FlushSeq;
 
+    // Owner-only counters, except Shootdowns (incremented atomically by the CPU that flushes this TLB).
     public long Misses, Walks, Faults, FullFlushes, PageFlushes, RangeFlushes, Shootdowns;
 
     /// <summary>QEMU's large-page tracking: the region covered by every large-page entry, or all ones when none.</summary>
@@ -157,8 +158,11 @@ internal sealed unsafe class Tlb
         Side[i].Flags = 0;
     }
 
-    /// <summary>Flushes every slot, or every non-global slot when <paramref name="keepGlobal"/>.</summary>
-    public void FlushAll(bool keepGlobal)
+    /// <summary>
+    /// Flushes every slot, or every non-global slot when <paramref name="keepGlobal"/>. <paramref name="local"/> is
+    /// false for a flush another CPU does (a shootdown): only the owner updates the flush counters.
+    /// </summary>
+    public void FlushAll(bool keepGlobal, bool local = true)
     {
         for (int i = 0; i < 2 * Entries; i++)
         {
@@ -170,17 +174,19 @@ internal sealed unsafe class Tlb
             LargeAddr = ulong.MaxValue;
             LargeMask = 0;
         }
-        FullFlushes++;
+        if (local)
+            FullFlushes++;
     }
 
     /// <summary>invlpg: drops the page of <paramref name="va"/> (global or not); everything when a large page covers it.</summary>
-    public void FlushPage(ulong va)
+    public void FlushPage(ulong va, bool local = true)
     {
-        PageFlushes++;
+        if (local)
+            PageFlushes++;
         if (LargeAddr != ulong.MaxValue && (va & LargeMask) == LargeAddr)
         {
             // As QEMU: a large page is cached as 4 KiB entries, so invalidating it means flushing everything.
-            FlushAll(keepGlobal: false);
+            FlushAll(keepGlobal: false, local);
             return;
         }
         ulong page = va & ~0xfffUL;
@@ -193,18 +199,18 @@ internal sealed unsafe class Tlb
     }
 
     /// <summary>Drops every page of [start, end) (a full flush above the ceiling).</summary>
-    public void FlushRange(ulong start, ulong end)
+    public void FlushRange(ulong start, ulong end, bool local = true)
     {
-        RangeFlushes++;
+        if (local)
+            RangeFlushes++;
         ulong pages = (end - start + 0xfff) >> 12;
         if (end <= start || pages > SinglePageFlushCeiling)
         {
-            FlushAll(keepGlobal: false);
+            FlushAll(keepGlobal: false, local: false);
             return;
         }
         for (ulong va = start & ~0xfffUL; va < end; va += 4096)
-            FlushPage(va);
-        PageFlushes -= (long)pages; // counted as one range flush
+            FlushPage(va, local: false);
     }
 
     /// <summary>Records a large page in the region invlpg must treat as "flush everything" (tlb_add_large_page()).</summary>
