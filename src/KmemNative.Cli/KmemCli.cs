@@ -27,7 +27,7 @@ internal static class KmemCli
     {
         try
         {
-            using var session = new Session(CommandRegistry.Default, io, CommandScope.Cli, new MachineConfig());
+            using var session = new Session(CommandRegistry.Default, io, CommandScope.Cli, new MachineConfig { TlbStatistics = true });
             return session.Execute(args).ExitCode;
         }
         catch (UsageException e)

@@ -13,7 +13,7 @@ namespace KmemNative;
 /// remembers it for the thread. Other threads never touch a bound CPU's per-CPU state: a drain they request is
 /// done by the owner at its next slow path, or at once when the CPU is not bound.
 /// </remarks>
-public sealed unsafe class Cpu
+public sealed unsafe partial class Cpu
 {
     internal Cpu(Machine machine, int id, byte* percpu, ulong percpuVa)
     {

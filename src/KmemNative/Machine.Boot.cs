@@ -78,6 +78,7 @@ public sealed unsafe partial class Machine<TArch>
         _percpuPhys = Memblock.Alloc((ulong)(PercpuUnitSize * Config.Cpus), PageSize.Bytes, limit, "percpu");
 
         _memMap = new MemMap<TArch>(Memory, memmapPhys, MaxPfn, pageExtPhys);
+        PagingInit(memmapPhys, limit);
 
         var spans = ZoneSpans();
         LogZoneRanges(spans, ram);
@@ -132,6 +133,7 @@ public sealed unsafe partial class Machine<TArch>
         LogMemoryLine();
         if (TArch.Kind == ArchKind.I386)
             LogI386Layout();
+        PagingInitCpus();
     }
 
     private KernelImage PlaceKernelImage()
@@ -328,11 +330,14 @@ public sealed unsafe partial class Machine<TArch>
         Log.Info(line + ")");
     }
 
-    /// <summary>The i386 "virtual kernel memory layout" block (arch/x86/mm/init_32.c, 4.x-5.x kernels).</summary>
+    /// <summary>
+    /// The i386 "virtual kernel memory layout" block (arch/x86/mm/init_32.c, 4.x-5.x kernels), from the page tables
+    /// as built: lowmem ends where the walk of the linear map stops, vmalloc starts 8 MiB above it.
+    /// </summary>
     private void LogI386Layout()
     {
-        ulong highMemory = TArch.PageOffset + (MaxLowPfn << PageSize.Shift);
-        ulong vmallocStart = highMemory + I386Layout.VmallocOffset;
+        ulong highMemory = _paging.HighMemory;
+        ulong vmallocStart = _paging.VmallocStart;
         // As init_32.c printed it: .text is _text.._etext, .data is _etext.._edata (rodata included).
         ulong text = Image.VirtualBase, etext = text + Image.TextBytes;
         ulong edata = etext + Image.RodataBytes + Image.DataBytes, initBegin = edata, initEnd = initBegin + Image.InitBytes;
@@ -342,7 +347,7 @@ public sealed unsafe partial class Machine<TArch>
             Line("    fixmap ", I386Layout.FixaddrStart, I386Layout.FixaddrTop, "kB", 10) + "\n" +
             Line("  cpu_entry", I386Layout.CpuEntryAreaBase, I386Layout.CpuEntryAreaBase + I386Layout.CpuEntryAreaMapSize, "kB", 10) + "\n" +
             Line("    pkmap  ", I386Layout.PkmapBase, I386Layout.PkmapBase + (ulong)I386Layout.LastPkmap * PageSize.Bytes, "kB", 10) + "\n" +
-            Line("    vmalloc", vmallocStart, I386Layout.VmallocEnd, "MB", 20) + "\n" +
+            Line("    vmalloc", vmallocStart, _paging.VmallocEnd, "MB", 20) + "\n" +
             Line("    lowmem ", TArch.PageOffset, highMemory, "MB", 20) + "\n" +
             Line("      .init", initBegin, initEnd, "kB", 10) + "\n" +
             Line("      .data", etext, edata, "kB", 10) + "\n" +

@@ -325,24 +325,43 @@ public abstract partial class Machine : IDisposable
     public ulong PageAddress(Page page)
     {
         CheckPage(page);
-        return page.Pfn < MaxLowPfn ? PageOffset + (page.Pfn << PageSize.Shift) : 0;
+        return page.Pfn < MaxLowPfn ? PageOffset + (page.Pfn << PageSize.Shift) : HighmemPageAddress(page.Pfn);
     }
 
-    /// <summary>virt_addr_valid(): a linear-map (logical) address of RAM.</summary>
+    /// <summary>page_address() of a HIGHMEM page: its kmap() address while it has one, else 0.</summary>
+    private protected virtual ulong HighmemPageAddress(ulong pfn) => 0;
+
+    /// <summary>
+    /// virt_addr_valid(): a linear-map (logical) address of RAM, or on x86-64 an address of the kernel image in the
+    /// text mapping (__virt_addr_valid()).
+    /// </summary>
     public bool VirtAddrValid(ulong va)
     {
+        if (KernelTextPa(va) is { } textPa)
+            return Memory.IsRam(textPa);
         ulong pa = va - PageOffset;
         return va >= PageOffset && pa < (MaxLowPfn << PageSize.Shift) && Memory.IsRam(pa);
     }
 
-    /// <summary>__pa(): physical address of a linear-map address.</summary>
+    /// <summary>__pa(): physical address of a linear-map address (or, on x86-64, of the kernel text mapping: __phys_addr()).</summary>
     /// <exception cref="VirtualAddressException">Not a linear-map address.</exception>
     public ulong Pa(ulong va)
     {
+        if (KernelTextPa(va) is { } textPa)
+            return textPa;
         ulong pa = va - PageOffset;
         if (va < PageOffset || pa >= MaxLowPfn << PageSize.Shift)
             throw new VirtualAddressException($"0x{va:x} is not a linear-map (lowmem) address", va);
         return pa;
+    }
+
+    /// <summary>x86-64 __phys_addr() of an address in the kernel image mapping (phys_base 0), else null.</summary>
+    private ulong? KernelTextPa(ulong va)
+    {
+        if (Arch != ArchKind.X86_64 || va < X86_64Layout.StartKernelMap)
+            return null;
+        ulong y = va - X86_64Layout.StartKernelMap;
+        return y < Image.End ? y : null;
     }
 
     /// <summary>__va(): linear-map address of a lowmem physical address.</summary>
@@ -414,8 +433,9 @@ public abstract partial class Machine : IDisposable
     private Diagnostics.ProcFs? _proc;
 
     /// <summary>
-    /// Kilobytes of the direct map by page size (DirectMap4k/2M/4M/1G in /proc/meminfo). Until the paging subsystem
-    /// builds real page tables this reports the mapping the kernel would make: the largest pages alignment allows.
+    /// Kilobytes of the direct map by page size (DirectMap4k/2M/4M/1G in /proc/meminfo). The paging subsystem
+    /// overrides this with the page sizes of the linear map it built; this base version is the mapping the kernel
+    /// would make (the largest pages alignment allows).
     /// </summary>
     public virtual (ulong K4, ulong K2M, ulong K4M, ulong K1G) DirectMapKb()
     {

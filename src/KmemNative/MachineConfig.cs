@@ -18,6 +18,15 @@ public sealed record MachineConfig
     /// <summary>Number of emulated CPUs (default 2).</summary>
     public int Cpus { get; init; } = 2;
 
+    /// <summary>
+    /// CR4.PSE on i386: the kernel maps lowmem with 4 MiB pages. False maps it with 4 KiB page tables (a CPU
+    /// without PSE). x86-64 always has large pages and ignores this.
+    /// </summary>
+    public bool Pse { get; init; } = true;
+
+    /// <summary>Boot with TLB statistics mode on (hits counted; see <see cref="Machine.TlbStatistics"/>). The kmem CLI turns it on.</summary>
+    public bool TlbStatistics { get; init; }
+
     /// <summary>vm.min_free_kbytes set by the user, or -1 for the kernel's computed value.</summary>
     public long MinFreeKbytes { get; init; } = -1;
 

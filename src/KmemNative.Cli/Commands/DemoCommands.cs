@@ -22,7 +22,7 @@ internal sealed class DemoCommands : ICommandModule
     {
         foreach (var (arch, mem) in s_machines)
         {
-            var config = new MachineConfig { Arch = arch, MemBytes = MachineConfig.ParseSize(mem) };
+            var config = new MachineConfig { Arch = arch, MemBytes = MachineConfig.ParseSize(mem), TlbStatistics = true };
             using var session = ctx.NewScriptSession(config);
             var tour = new Transcript(session, ctx.Out);
             Banner(ctx.Out, $"{MachineConfig.ArchName(arch)} with {mem} of RAM");
@@ -56,7 +56,7 @@ internal sealed class DemoCommands : ICommandModule
         foreach (var (name, text) in StudyScripts.All())
         {
             Banner(ctx.Out, $"Study script {name}");
-            using var session = ctx.NewScriptSession(new MachineConfig());
+            using var session = ctx.NewScriptSession(new MachineConfig { TlbStatistics = true });
             var tour = new Transcript(session, ctx.Out);
             foreach (var line in text.Split('\n'))
                 tour.RunScriptLine(line);

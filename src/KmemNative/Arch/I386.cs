@@ -3,7 +3,7 @@ using System.Runtime.CompilerServices;
 namespace KmemNative.Arch;
 
 /// <summary>The i386 (non-PAE) profile: 2-level paging, 32-byte <c>struct page</c>, zones DMA/Normal/HighMem/Movable.</summary>
-public readonly unsafe struct I386 : IArch
+public readonly unsafe partial struct I386 : IArch
 {
     /// <inheritdoc/>
     public static ArchKind Kind => ArchKind.I386;

@@ -19,7 +19,7 @@ public enum ArchKind
 /// member below is a constant: one copy of each algorithm, no runtime switch and no virtual call per page or
 /// per entry. Values cite the kernel header they come from.
 /// </remarks>
-public unsafe interface IArch
+public unsafe interface IArch : Paging.IPagingProfile
 {
     /// <summary>Which architecture this is.</summary>
     static abstract ArchKind Kind { get; }

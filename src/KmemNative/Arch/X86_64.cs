@@ -3,7 +3,7 @@ using System.Runtime.CompilerServices;
 namespace KmemNative.Arch;
 
 /// <summary>The x86-64 profile: 4-level paging, 64-byte <c>struct page</c>, zones DMA/DMA32/Normal/Movable/Device.</summary>
-public readonly unsafe struct X86_64 : IArch
+public readonly unsafe partial struct X86_64 : IArch
 {
     /// <inheritdoc/>
     public static ArchKind Kind => ArchKind.X86_64;
