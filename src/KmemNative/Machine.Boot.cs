@@ -132,6 +132,7 @@ public sealed unsafe partial class Machine<TArch>
         LogMemoryLine();
         if (TArch.Kind == ArchKind.I386)
             LogI386Layout();
+        InitSlab();
     }
 
     private KernelImage PlaceKernelImage()
