@@ -15,6 +15,7 @@ internal static class CommandModules
         new ProcCommands(),
         new PageAllocCommands(),
         new PageInspectCommands(),
+        new SlabCommands(),
         new ScriptCommands(),
         new DemoCommands(),
     ];
