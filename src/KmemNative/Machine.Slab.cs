@@ -40,11 +40,11 @@ public sealed unsafe partial class Machine<TArch>
 
     /// <inheritdoc/>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public override ulong KmemCacheAlloc(Cpu cpu, KmemCache s, Gfp gfp) => _slab.Alloc(cpu, s, gfp);
+    public override ulong KmemCacheAlloc(Cpu cpu, KmemCache s, Gfp gfp) => SlabAllocator<TArch>.Alloc(cpu, s, gfp);
 
     /// <inheritdoc/>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public override void KmemCacheFree(Cpu cpu, KmemCache s, ulong obj) => _slab.Free(cpu, s, obj);
+    public override void KmemCacheFree(Cpu cpu, KmemCache s, ulong obj) => SlabAllocator<TArch>.Free(cpu, s, obj);
 
     /// <inheritdoc/>
     public override int KmemCacheAllocBulk(Cpu cpu, KmemCache s, Gfp gfp, Span<ulong> objects) => _slab.AllocBulk(cpu, s, gfp, objects);

@@ -89,13 +89,25 @@ public sealed unsafe class KmemCache
     // ---- copies for the hot paths (written only while the cache has no slabs) ------------------------
 
     /// <summary>Offset of this cache's kmem_cache_cpu in every per-CPU unit (s-&gt;cpu_slab); a never-used empty slot once destroyed.</summary>
-    internal int CpuSlabOffset;
+    internal nint CpuSlabOffset;
 
     /// <summary>The per-CPU slot the cache owns (recycled at destroy).</summary>
     internal int CpuSlabSlot;
 
     /// <summary>s-&gt;offset as an unsigned value for address arithmetic.</summary>
     internal uint FpOffset;
+
+    /// <summary>Host address of the free pointer of the object at physical address pa: pa + FpHost.</summary>
+    internal ulong FpHost;
+
+    /// <summary>
+    /// Largest physical address of an object whose free pointer still lies inside the arena; 0 for caches whose
+    /// free pointers are encoded (CONFIG_SLAB_FREELIST_HARDENED), which take the out-of-line path.
+    /// </summary>
+    internal ulong FpLimit;
+
+    /// <summary>The SlabAllocator&lt;TArch&gt; that owns the cache (the static fast paths reach their slow paths through it).</summary>
+    internal object Owner = null!;
 
     /// <summary>s-&gt;random (CONFIG_SLAB_FREELIST_HARDENED).</summary>
     internal ulong Random;

@@ -9,33 +9,38 @@ namespace KmemNative.Slab;
 internal sealed unsafe partial class SlabAllocator<TArch>
 {
     /// <summary>
-    /// kmem_cache_alloc() on <paramref name="cpu"/>: pop the head of the CPU slab's freelist. The head must lie
-    /// inside the CPU slab (one subtraction and one compare, which also fail for an empty freelist or a CPU with no
-    /// slab) and its free pointer inside the arena; anything else, and every debug cache, takes the slow path.
+    /// kmem_cache_alloc() on <paramref name="cpu"/>: pop the head of the CPU freelist. One compare checks that the
+    /// head's free pointer lies inside the arena, which also fails for an empty freelist (NULL wraps around); an
+    /// empty freelist, a CPU without a slab, and every debug cache take the slow path. Like the kernel's, the pop
+    /// trusts the free pointer it reads: a pointer corrupted by a use-after-free write is handed out as is, and
+    /// caught when it is freed (or by the consistency checker); it can never lead outside the arena.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public ulong Alloc(Cpu cpu, KmemCache s, Gfp gfp)
+    public static ulong Alloc(Cpu cpu, KmemCache s, Gfp gfp)
     {
         byte* c = cpu.Percpu + s.CpuSlabOffset;
         ulong obj = Ld(c);
-        ulong fp = obj - TArch.PageOffset + s.FpOffset;
-        if (obj - Ld(c + HotSlab<TArch>.CpuSlabAddr) < Ld(c + HotSlab<TArch>.CpuSlabSpan) && fp <= _longLimit)
+        ulong pa = obj - TArch.PageOffset;
+        if (pa <= s.FpLimit)
         {
-            ulong next = Ld(_base + fp);
-            if (s.Hardened)
-                next ^= s.Random ^ Swab(obj + s.FpOffset);
+            ulong next = Ld((byte*)(pa + s.FpHost));
             St(c, next);
             if ((gfp & Gfp.Zero) != 0)
-                ZeroObject(obj, (uint)s.ObjectSize);
+                ZeroObject(s, pa);
             return obj;
         }
-        return AllocSlow(cpu, s, gfp, (uint)s.ObjectSize, "kmem_cache_alloc");
+        return Unsafe.As<SlabAllocator<TArch>>(s.Owner).AllocSlow(cpu, s, gfp, (uint)s.ObjectSize, "kmem_cache_alloc");
     }
 
     /// <summary>swab() of an unsigned long: the byte-reversed address the hardened free pointer is mixed with.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static ulong Swab(ulong v) =>
         TArch.PointerSize == 8 ? BinaryPrimitives.ReverseEndianness(v) : BinaryPrimitives.ReverseEndianness((uint)v);
+
+    /// <summary>__GFP_ZERO on the fast path: the object at physical address <paramref name="pa"/> (inside a slab).</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void ZeroObject(KmemCache s, ulong pa) =>
+        new Span<byte>((byte*)(pa + s.FpHost - s.FpOffset), s.ObjectSize).Clear();
 
     [MethodImpl(MethodImplOptions.NoInlining)]
     private void ZeroObject(ulong obj, uint bytes) => new Span<byte>(HostOfLinear(obj), (int)bytes).Clear();
@@ -91,6 +96,12 @@ internal sealed unsafe partial class SlabAllocator<TArch>
             HonourFlushRequest(cpu);
         byte* c = cpu.Percpu + s.CpuSlabOffset;
         ulong slabVa = Ld(c + HotSlab<TArch>.CpuSlab);
+        if (s.Hardened && slabVa != 0 && Ld(c) is var head && head != 0 && IsObjectOf(s, SlabHost(slabVa), head))
+        {
+            // The fast path of a cache whose free pointers are encoded.
+            St(c, GetFreePointer(s, head));
+            return head;
+        }
         if (slabVa != 0)
         {
             ulong stale = Ld(c);

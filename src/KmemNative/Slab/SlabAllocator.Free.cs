@@ -10,7 +10,7 @@ internal sealed unsafe partial class SlabAllocator<TArch>
 {
     private readonly byte* _memmapHost;
     private readonly ulong _memmapVa, _memmapBytes;
-    private readonly ulong _kmemCacheLimit;     // last physical address a struct kmem_cache may start at
+    private readonly ulong _kmemCacheLimit;     // last physical address a struct kmem_cache may start at (0: hardened)
     private readonly ulong _cpuSlotLimit;       // last per-CPU offset a kmem_cache_cpu may start at
 
     /// <summary>
@@ -19,20 +19,18 @@ internal sealed unsafe partial class SlabAllocator<TArch>
     /// already at the head) takes the slow path.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public void Free(Cpu cpu, KmemCache s, ulong obj)
+    public static void Free(Cpu cpu, KmemCache s, ulong obj)
     {
         byte* c = cpu.Percpu + s.CpuSlabOffset;
         ulong head = Ld(c);
-        ulong fp = obj - TArch.PageOffset + s.FpOffset;
-        if (obj - Ld(c + HotSlab<TArch>.CpuSlabAddr) < Ld(c + HotSlab<TArch>.CpuSlabSpan) && fp <= _longLimit && obj != head)
+        ulong pa = obj - TArch.PageOffset;
+        if (obj - Ld(c + HotSlab<TArch>.CpuSlabAddr) < Ld(c + HotSlab<TArch>.CpuSlabSpan) && pa <= s.FpLimit && obj != head)
         {
-            if (s.Hardened)
-                head ^= s.Random ^ Swab(obj + s.FpOffset);
-            St(_base + fp, head);
+            St((byte*)(pa + s.FpHost), head);
             St(c, obj);
             return;
         }
-        FreeSlow(cpu, s, obj, "kmem_cache_free");
+        Unsafe.As<SlabAllocator<TArch>>(s.Owner).FreeSlow(cpu, s, obj, "kmem_cache_free");
     }
 
     /// <summary>
@@ -46,7 +44,7 @@ internal sealed unsafe partial class SlabAllocator<TArch>
         ulong pa = obj - TArch.PageOffset;
         if (pa < _lowmemBytes)
         {
-            byte* page = _mm.Desc(pa >> PageSize.Shift);
+            byte* page = _memmapHost + (pa >> PageSize.Shift) * (ulong)TArch.StructPageSize;
             ulong word = Ld(page + TArch.PageLruOffset);
             if ((word & 1) != 0)
             {
@@ -69,8 +67,6 @@ internal sealed unsafe partial class SlabAllocator<TArch>
                     ulong fp = pa + fpOff;
                     if (obj - Ld(c + HotSlab<TArch>.CpuSlabAddr) < Ld(c + HotSlab<TArch>.CpuSlabSpan) && fp <= _longLimit && obj != head)
                     {
-                        if (Hardened)
-                            head ^= Ld(sh + HotSlab<TArch>.KcRandom) ^ Swab(obj + fpOff);
                         St(_base + fp, head);
                         St(c, obj);
                         return;
@@ -89,6 +85,8 @@ internal sealed unsafe partial class SlabAllocator<TArch>
     [MethodImpl(MethodImplOptions.NoInlining)]
     internal void FreeSlow(Cpu cpu, KmemCache? s, ulong obj, string site)
     {
+        if (TryRemoteFree(cpu, s, obj))
+            return;
         CheckCpu(cpu);
         if (s is not null)
         {
@@ -125,12 +123,50 @@ internal sealed unsafe partial class SlabAllocator<TArch>
                 St(c, obj);
                 return;
             }
-            SlabFree(cpu, cache, slabVa, obj, obj, 1);
+            if (!SlabFree(cpu, cache, slabVa, obj, obj, 1))
+                ObjectErr(cache, slabVa, obj, "Object already free", SlabBug.ObjectAlreadyFree, printTrailer: true);
         }
         finally
         {
             EndOp();
         }
+    }
+
+    /// <summary>
+    /// The common remote free without the bookkeeping of the full slow path: a well-formed object of a cache
+    /// without debugging whose slab is not this CPU's goes straight to __slab_free(). Anything unusual (a debug
+    /// cache, a bad pointer, a double free, a pending flush) returns false and takes the full path, which reports.
+    /// </summary>
+    private bool TryRemoteFree(Cpu cpu, KmemCache? s, ulong obj)
+    {
+        ulong pa = obj - TArch.PageOffset;
+        if (pa >= _lowmemBytes || cpu.SlabFlushRequested || !ReferenceEquals(cpu.Machine, _m))
+            return false;
+        byte* desc = _memmapHost + (pa >> PageSize.Shift) * (ulong)TArch.StructPageSize;
+        ulong word = Ld(desc + TArch.PageLruOffset);
+        if ((word & 1) != 0)
+        {
+            ulong off = word - 1 - _memmapVa;
+            if (off >= _memmapBytes || (off & (ulong)(TArch.StructPageSize - 1)) != 0)
+                return false;
+            desc = _memmapHost + off;
+            word = Ld(desc + TArch.PageLruOffset);
+        }
+        if (MemMap<TArch>.PageType(desc) != (uint)PageBits.PgtySlab << 24)
+            return false;
+        KmemCache? cache = s ?? CacheAt(word);
+        if (cache is null || word != cache.Va || cache.IsDebug || cache.IsDestroyed || !ReferenceEquals(cache.Owner, this))
+            return false;
+        ulong descOff = (ulong)(desc - _memmapHost);
+        ulong first = TArch.PageOffset + ((descOff / (ulong)TArch.StructPageSize) << PageSize.Shift);
+        ulong objOff = obj - first;
+        uint objects = SlabCounters.Objects(Ld(desc + HotSlab<TArch>.SlabCounters));
+        if (objOff >= (ulong)objects * (ulong)cache.Size || (uint)objOff % (uint)cache.Size != 0)
+            return false;
+        ulong slabVa = _memmapVa + descOff;
+        if (Ld(cpu.Percpu + cache.CpuSlabOffset + HotSlab<TArch>.CpuSlab) == slabVa)
+            return false;
+        return SlabFree(cpu, cache, slabVa, obj, obj, 1);
     }
 
     /// <summary>
@@ -199,7 +235,7 @@ internal sealed unsafe partial class SlabAllocator<TArch>
     /// slab (some CPU's CPU slab) needs nothing else; a full slab becomes partial and an empty partial slab beyond
     /// min_partial is freed, both under list_lock, taken before the swap so the list state cannot change under it.
     /// </summary>
-    private void SlabFree(Cpu cpu, KmemCache s, ulong slabVa, ulong head, ulong tail, uint cnt)
+    private bool SlabFree(Cpu cpu, KmemCache s, ulong slabVa, ulong head, ulong tail, uint cnt)
     {
         byte* slab = SlabHost(slabVa);
         byte* n = s.NodeHost;
@@ -216,11 +252,7 @@ internal sealed unsafe partial class SlabAllocator<TArch>
             ulong counters = Ld(slab + HotSlab<TArch>.SlabCounters);
             uint inuse = SlabCounters.Inuse(counters);
             if (inuse < cnt)
-            {
-                // More frees than allocated objects: the object is already free (cheap check the emulator always makes).
-                ObjectErr(s, slabVa, head, "Object already free", SlabBug.ObjectAlreadyFree, printTrailer: true);
-                return;
-            }
+                return false;   // more frees than allocated objects: already free (a check the emulator always makes)
             SetFreePointer(s, tail, prior);
             newCounters = SlabCounters.WithInuse(counters, inuse - cnt);
             bool wasFrozen = SlabCounters.Frozen(counters);
@@ -234,12 +266,12 @@ internal sealed unsafe partial class SlabAllocator<TArch>
                 break;
         }
         if (!locked)
-            return;   // frozen (a CPU slab), or partial staying partial
+            return true;   // frozen (a CPU slab), or partial staying partial
         if (prior != 0 && !onNodePartial)
         {
             // Partially free but off the node list: taken by get_partial() and about to be frozen.
             SpinUnlock(n);
-            return;
+            return true;
         }
         if (SlabCounters.Inuse(newCounters) == 0 && Ld(n + NodeOff.NrPartial) >= (ulong)s.MinPartial)
         {
@@ -247,11 +279,12 @@ internal sealed unsafe partial class SlabAllocator<TArch>
                 RemovePartial(s, slabVa);
             SpinUnlock(n);
             DiscardSlab(cpu, s, slabVa);
-            return;
+            return true;
         }
         if (prior == 0)
             AddPartial(s, slabVa, tail: true);   // was full
         SpinUnlock(n);
+        return true;
     }
 
     /// <summary>free_to_partial_list(): a debug cache's free, one object, under list_lock, after free_debug_processing().</summary>

@@ -1,5 +1,6 @@
 using System.Numerics;
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using System.Text;
 using KmemNative.Arch;
 using KmemNative.PageAlloc;
@@ -118,18 +119,17 @@ internal sealed unsafe partial class SlabAllocator<TArch>
     {
         if (size - 1 < 192 && ((uint)gfp & NotNormalBits) == 0)
         {
-            KmemCache s = _smallNormal[(int)((size - 1) >> 3)];
+            // size - 1 < 192: the index is below 24, the table's length.
+            KmemCache s = Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_smallNormal), (nint)((size - 1) >> 3));
             byte* c = cpu.Percpu + s.CpuSlabOffset;
             ulong obj = Ld(c);
-            ulong fp = obj - TArch.PageOffset + s.FpOffset;
-            if (obj - Ld(c + HotSlab<TArch>.CpuSlabAddr) < Ld(c + HotSlab<TArch>.CpuSlabSpan) && fp <= _longLimit)
+            ulong pa = obj - TArch.PageOffset;
+            if (pa <= s.FpLimit)
             {
-                ulong next = Ld(_base + fp);
-                if (s.Hardened)
-                    next ^= s.Random ^ Swab(obj + s.FpOffset);
+                ulong next = Ld((byte*)(pa + s.FpHost));
                 St(c, next);
                 if ((gfp & Gfp.Zero) != 0)
-                    ZeroObject(obj, (uint)s.ObjectSize);
+                    ZeroObject(s, pa);
                 return obj;
             }
             return AllocSlow(cpu, s, gfp, (uint)size, "kmalloc");
@@ -149,15 +149,13 @@ internal sealed unsafe partial class SlabAllocator<TArch>
         KmemCache s = KmallocSlab(size, gfp);
         byte* c = cpu.Percpu + s.CpuSlabOffset;
         ulong obj = Ld(c);
-        ulong fp = obj - TArch.PageOffset + s.FpOffset;
-        if (obj - Ld(c + HotSlab<TArch>.CpuSlabAddr) < Ld(c + HotSlab<TArch>.CpuSlabSpan) && fp <= _longLimit)
+        ulong pa = obj - TArch.PageOffset;
+        if (pa <= s.FpLimit)
         {
-            ulong next = Ld(_base + fp);
-            if (s.Hardened)
-                next ^= s.Random ^ Swab(obj + s.FpOffset);
+            ulong next = Ld((byte*)(pa + s.FpHost));
             St(c, next);
             if ((gfp & Gfp.Zero) != 0)
-                ZeroObject(obj, (uint)s.ObjectSize);
+                ZeroObject(s, pa);
             return obj;
         }
         return AllocSlow(cpu, s, gfp, (uint)size, "kmalloc");

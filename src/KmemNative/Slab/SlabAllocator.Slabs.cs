@@ -209,7 +209,7 @@ internal sealed unsafe partial class SlabAllocator<TArch>
             _mm.ListAddTail(entry, head);
         else
             _mm.ListAdd(entry, head);
-        AtomicSetFlags(SlabHost(slabVa), 1UL << (int)PageFlag.Workingset);
+        SetNodePartial(SlabHost(slabVa), true);
     }
 
     /// <summary>remove_partial(): list_del, SL_partial cleared, nr_partial--.</summary>
@@ -217,7 +217,7 @@ internal sealed unsafe partial class SlabAllocator<TArch>
     {
         byte* n = s.NodeHost;
         _mm.ListDel(slabVa + (ulong)HotSlab<TArch>.SlabList);
-        AtomicClearFlags(SlabHost(slabVa), 1UL << (int)PageFlag.Workingset);
+        SetNodePartial(SlabHost(slabVa), false);
         St(n + NodeOff.NrPartial, Ld(n + NodeOff.NrPartial) - 1);
     }
 
@@ -347,29 +347,56 @@ internal sealed unsafe partial class SlabAllocator<TArch>
             long newPair = (long)((newFreelist & 0xffff_ffff) | (newCounters << 32));
             return Interlocked.CompareExchange(ref *(long*)(slab + HotSlab<TArch>.SlabFreelist), newPair, oldPair) == oldPair;
         }
-        SlabLock(slab);
+        ulong flags = SlabLock(slab);
         bool ok = Ld(slab + HotSlab<TArch>.SlabFreelist) == oldFreelist && Ld(slab + HotSlab<TArch>.SlabCounters) == oldCounters;
         if (ok)
         {
             St(slab + HotSlab<TArch>.SlabFreelist, newFreelist);
             St(slab + HotSlab<TArch>.SlabCounters, newCounters);
         }
-        SlabUnlock(slab);
+        SlabUnlock(slab, flags);
         return ok;
     }
 
-    /// <summary>slab_lock(): bit_spin_lock(PG_locked, &amp;page-&gt;flags).</summary>
-    private static void SlabLock(byte* slab)
+    /// <summary>
+    /// slab_lock(): bit_spin_lock(PG_locked, &amp;page-&gt;flags) with one compare-and-swap. Every other change of a
+    /// slab's flags word (SL_partial) is made under the same lock, so the unlock is a plain release store.
+    /// Returns the flags word without the lock bit.
+    /// </summary>
+    private static ulong SlabLock(byte* slab)
     {
-        ref long flags = ref *(long*)slab;
-        if ((Interlocked.Or(ref flags, 1L << (int)PageFlag.Locked) & (1L << (int)PageFlag.Locked)) == 0)
-            return;
+        ref long word = ref *(long*)slab;
+        const long locked = 1L << (int)PageFlag.Locked;
+        long flags = Volatile.Read(ref word) & ~locked;
+        if (Interlocked.CompareExchange(ref word, flags | locked, flags) == flags)
+            return (ulong)flags;
         var spin = new SpinWait();
-        while ((Interlocked.Or(ref flags, 1L << (int)PageFlag.Locked) & (1L << (int)PageFlag.Locked)) != 0)
+        while (true)
+        {
+            flags = Volatile.Read(ref word) & ~locked;
+            if (Interlocked.CompareExchange(ref word, flags | locked, flags) == flags)
+                return (ulong)flags;
             spin.SpinOnce(sleep1Threshold: -1);
+        }
     }
 
-    private static void SlabUnlock(byte* slab) => Interlocked.And(ref *(long*)slab, ~(1L << (int)PageFlag.Locked));
+    private static void SlabUnlock(byte* slab, ulong flags) => Volatile.Write(ref *(long*)slab, (long)flags);
+
+    /// <summary>Sets or clears SL_partial (PG_workingset): atomically on i386, under slab_lock on x86-64.</summary>
+    private static void SetNodePartial(byte* slab, bool on)
+    {
+        const ulong bit = 1UL << (int)PageFlag.Workingset;
+        if (HotSlab<TArch>.DoubleWordCas)
+        {
+            if (on)
+                AtomicSetFlags(slab, bit);
+            else
+                AtomicClearFlags(slab, bit);
+            return;
+        }
+        ulong flags = SlabLock(slab);
+        SlabUnlock(slab, on ? flags | bit : flags & ~bit);
+    }
 
     // ---- free pointers ----------------------------------------------------------------------------------
 
@@ -394,7 +421,8 @@ internal sealed unsafe partial class SlabAllocator<TArch>
         ulong baseVa = PageAddress(_mm.PfnOfDesc(slab)) + (ulong)s.RedLeftPad;
         uint objects = SlabCounters.Objects(Ld(slab + HotSlab<TArch>.SlabCounters));
         ulong off = obj - baseVa;
-        return obj >= baseVa && off < (ulong)objects * (ulong)s.Size && off % (ulong)s.Size == 0;
+        // Slabs are at most 4 MiB: a 32-bit remainder suffices.
+        return obj >= baseVa && off < (ulong)objects * (ulong)s.Size && (uint)off % (uint)s.Size == 0;
     }
 
     // ---- deactivate_slab() and flushing CPU slabs --------------------------------------------------------

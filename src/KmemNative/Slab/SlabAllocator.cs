@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Text;
@@ -38,7 +37,7 @@ internal sealed unsafe partial class SlabAllocator<TArch> where TArch : struct, 
 
     private readonly Lock _mutex = new();        // slab_mutex: the cache list, creation, destruction
     private readonly List<KmemCache> _caches = []; // slab_caches, newest first (list_add)
-    private readonly ConcurrentDictionary<ulong, KmemCache> _byVa = new();
+    private volatile Dictionary<ulong, KmemCache> _byVa = [];   // copy-on-write under slab_mutex: lock-free reads
     private readonly Stack<int> _freeCpuSlots = new();
     private readonly int _emptyCpuSlot;
     private ulong _slabCachesHead;               // LIST_HEAD(slab_caches) in the image's .data (direct-map alias)
@@ -62,7 +61,9 @@ internal sealed unsafe partial class SlabAllocator<TArch> where TArch : struct, 
         _memmapHost = _mm.Desc(0);
         _memmapVa = _mm.MemmapVa;
         _memmapBytes = _mm.MemmapBytes;
-        _kmemCacheLimit = machine.Memory.Size - (ulong)_l.KmemCache.Size;
+        // No struct kmem_cache sits at physical 0 (the first MiB is reserved): a limit of 0 sends every kfree() of
+        // a machine with encoded free pointers out of line.
+        _kmemCacheLimit = hardened ? 0 : machine.Memory.Size - (ulong)_l.KmemCache.Size;
         _cpuSlotLimit = (ulong)(Machine<TArch>.PercpuUnitSize - _l.KmemCacheCpu.Size);
 
         // Static storage in the image and one per-CPU kmem_cache_cpu that stays empty: the slot of destroyed caches
@@ -75,7 +76,7 @@ internal sealed unsafe partial class SlabAllocator<TArch> where TArch : struct, 
         _slabCachesHead = StaticData((ulong)(2 * TArch.PointerSize), (ulong)TArch.PointerSize);
         _mm.InitListHead(_slabCachesHead);
         _emptyCpuSlot = machine.PercpuAlloc(_l.KmemCacheCpu.Size, 2 * TArch.PointerSize);
-        _notReady = new KmemCache(machine, "(slab not initialised)", 0, null) { CpuSlabOffset = _emptyCpuSlot };
+        _notReady = new KmemCache(machine, "(slab not initialised)", 0, null) { CpuSlabOffset = _emptyCpuSlot, Owner = this };
         Array.Fill(_smallNormal, _notReady);
     }
 
@@ -193,6 +194,9 @@ internal sealed unsafe partial class SlabAllocator<TArch> where TArch : struct, 
         to.CpuSlabOffset = from.CpuSlabOffset;
         to.CpuSlabSlot = from.CpuSlabSlot;
         to.FpOffset = from.FpOffset;
+        to.FpHost = from.FpHost;
+        to.FpLimit = from.FpLimit;
+        to.Owner = from.Owner;
         to.Random = from.Random;
         to.Hardened = from.Hardened;
         to.NodeVa = from.NodeVa;
@@ -299,7 +303,7 @@ internal sealed unsafe partial class SlabAllocator<TArch> where TArch : struct, 
         *(int*)(s.Host + _l.KmemCache.Offset("refcount")) = 1;
         _mm.ListAdd(s.Va + (ulong)_l.KmemCache.Offset("list"), _slabCachesHead);
         _caches.Insert(0, s);
-        _byVa[s.Va] = s;
+        _byVa = new Dictionary<ulong, KmemCache>(_byVa) { [s.Va] = s };
         _cacheSnapshot = [.. _caches];
     }
 
@@ -331,7 +335,9 @@ internal sealed unsafe partial class SlabAllocator<TArch> where TArch : struct, 
                 }
                 _mm.ListDel(s.Va + (ulong)_l.KmemCache.Offset("list"));
                 _caches.Remove(s);
-                _byVa.TryRemove(s.Va, out _);
+                var byVa = new Dictionary<ulong, KmemCache>(_byVa);
+                byVa.Remove(s.Va);
+                _byVa = byVa;
                 _cacheSnapshot = [.. _caches];
                 ReleaseCache(cpu, s);
             }
@@ -510,6 +516,7 @@ internal sealed unsafe partial class SlabAllocator<TArch> where TArch : struct, 
         size = Align(size, (uint)s.Align);
         s.Size = (int)size;
         s.FpOffset = (uint)s.Offset;
+        SetFpBounds(s);
         int order = CalculateOrder(size);
         if (order < 0)
             return false;
@@ -530,6 +537,15 @@ internal sealed unsafe partial class SlabAllocator<TArch> where TArch : struct, 
     }
 
     private static uint Align(uint v, uint a) => (v + a - 1) & ~(a - 1);
+
+    /// <summary>The fast paths' precomputed free-pointer address base and bound for the cache's offset.</summary>
+    private void SetFpBounds(KmemCache s)
+    {
+        s.Owner = this;
+        s.FpHost = (ulong)_base + s.FpOffset;
+        // Encoded free pointers are decoded out of line, so the inline fast paths stay free of the test.
+        s.FpLimit = s.Hardened ? 0 : _longLimit - s.FpOffset;
+    }
 
     /// <summary>order_objects().</summary>
     private static uint OrderObjects(int order, uint size) => (uint)(PageSize.Bytes << order) / size;
