@@ -107,9 +107,11 @@ internal sealed unsafe partial class SlabAllocator<TArch>
             ulong stale = Ld(c);
             if (stale != 0)
             {
-                // The fast path refused a non-empty freelist: its head is not an object of the CPU slab.
+                // The fast path refused a non-empty freelist: the pointer it read leads outside the arena. Cut the
+                // chain (its objects stay counted as in use) and fail this allocation with the report.
                 ReportFreechain(s, slabVa, 0, stale, "Freechain corrupt");
                 St(c, 0);
+                return 0;
             }
             byte* slab = SlabHost(slabVa);
             ulong freelist = GetFreelist(slab);
