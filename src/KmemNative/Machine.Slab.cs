@@ -18,10 +18,18 @@ public sealed unsafe partial class Machine<TArch>
     }
 
     /// <inheritdoc/>
+    public override KmemCache? KmemCacheCreate(Cpu cpu, string name, uint size, KmemCacheArgs args, SlabFlags flags = SlabFlags.None)
+    {
+        ThrowIfDisposed();
+        ArgumentNullException.ThrowIfNull(args);
+        return _slab.Create(cpu, name, size, args.Align, flags, args.Ctor, args.SheafCapacity);
+    }
+
+    /// <inheritdoc/>
     public override KmemCache? KmemCacheCreate(Cpu cpu, string name, uint size, uint align = 0, SlabFlags flags = SlabFlags.None, Action<ulong>? ctor = null)
     {
         ThrowIfDisposed();
-        return _slab.Create(cpu, name, size, align, flags, ctor);
+        return _slab.Create(cpu, name, size, align, flags, ctor, 0);
     }
 
     /// <inheritdoc/>
@@ -51,6 +59,9 @@ public sealed unsafe partial class Machine<TArch>
 
     /// <inheritdoc/>
     public override void KmemCacheFreeBulk(Cpu cpu, KmemCache s, ReadOnlySpan<ulong> objects) => _slab.FreeBulk(cpu, s, objects);
+
+    /// <inheritdoc/>
+    public override void KfreeBulk(Cpu cpu, ReadOnlySpan<ulong> objects) => _slab.FreeBulk(cpu, null, objects);
 
     /// <inheritdoc/>
     public override SlabValidation KmemCacheValidate(Cpu cpu, KmemCache s)

@@ -32,6 +32,18 @@ public abstract partial class Machine
         KmemCacheCreate(ThisCpu, name, size, align, flags, ctor);
 
     /// <summary>
+    /// kmem_cache_create(name, size, &amp;args, flags) (6.18's __kmem_cache_create_args()): a cache with the optional
+    /// arguments of <see cref="KmemCacheArgs"/>, among them <see cref="KmemCacheArgs.SheafCapacity"/> for per-CPU sheaves.
+    /// </summary>
+    /// <inheritdoc cref="KmemCacheCreate(Cpu, string, uint, uint, SlabFlags, Action{ulong})"/>
+    public abstract KmemCache? KmemCacheCreate(Cpu cpu, string name, uint size, KmemCacheArgs args, SlabFlags flags = SlabFlags.None);
+
+    /// <summary>kmem_cache_create(name, size, &amp;args, flags) on the calling thread's CPU.</summary>
+    /// <inheritdoc cref="KmemCacheCreate(Cpu, string, uint, KmemCacheArgs, SlabFlags)"/>
+    public KmemCache? KmemCacheCreate(string name, uint size, KmemCacheArgs args, SlabFlags flags = SlabFlags.None) =>
+        KmemCacheCreate(ThisCpu, name, size, args, flags);
+
+    /// <summary>
     /// kmem_cache_destroy(): flush every CPU slab of the cache, free its empty slabs and release it. The caller
     /// guarantees nobody uses the cache concurrently (as in the kernel).
     /// </summary>
@@ -83,11 +95,29 @@ public abstract partial class Machine
     /// <inheritdoc cref="KmemCacheFree(Cpu, KmemCache, ulong)"/>
     public void KmemCacheFree(KmemCache s, ulong obj) => KmemCacheFree(ThisCpu, s, obj);
 
-    /// <summary>kmem_cache_alloc_bulk(): fills <paramref name="objects"/>; all or nothing (returns 0 on failure).</summary>
+    /// <summary>
+    /// kmem_cache_alloc_bulk(): fills <paramref name="objects"/> (from the sheaves first for a cache with sheaves);
+    /// all or nothing (returns 0 on failure).
+    /// </summary>
     public abstract int KmemCacheAllocBulk(Cpu cpu, KmemCache s, Gfp gfp, Span<ulong> objects);
 
-    /// <summary>kmem_cache_free_bulk().</summary>
+    /// <summary>kmem_cache_alloc_bulk() on the calling thread's CPU.</summary>
+    public int KmemCacheAllocBulk(KmemCache s, Gfp gfp, Span<ulong> objects) => KmemCacheAllocBulk(ThisCpu, s, gfp, objects);
+
+    /// <summary>
+    /// kmem_cache_free_bulk(): into the sheaves for a cache with sheaves, else with detached freelists (the objects
+    /// of one slab linked together and freed with one compare-and-swap); debug caches free one by one with checks.
+    /// </summary>
     public abstract void KmemCacheFreeBulk(Cpu cpu, KmemCache s, ReadOnlySpan<ulong> objects);
+
+    /// <summary>kmem_cache_free_bulk() on the calling thread's CPU.</summary>
+    public void KmemCacheFreeBulk(KmemCache s, ReadOnlySpan<ulong> objects) => KmemCacheFreeBulk(ThisCpu, s, objects);
+
+    /// <summary>kfree_bulk(): kmem_cache_free_bulk(NULL, ...) — objects of any caches and large kmalloc allocations.</summary>
+    public abstract void KfreeBulk(Cpu cpu, ReadOnlySpan<ulong> objects);
+
+    /// <summary>kfree_bulk() on the calling thread's CPU.</summary>
+    public void KfreeBulk(ReadOnlySpan<ulong> objects) => KfreeBulk(ThisCpu, objects);
 
     /// <summary>validate_slab_cache() (/sys/kernel/slab/NAME/validate): check every slab and object, repairing what it reports.</summary>
     public abstract SlabValidation KmemCacheValidate(Cpu cpu, KmemCache s);

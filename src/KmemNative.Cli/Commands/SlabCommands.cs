@@ -103,14 +103,18 @@ internal sealed class SlabCommands : ICommandModule
             var size = b.Argument("SIZE", "Object size in bytes", t => (uint)CliValues.ParseInt(t));
             var align = b.OptionalArgument("ALIGN", "Alignment (0 or a power of two) [default: 0]", t => (uint)CliValues.ParseInt(t), 0u);
             var flags = b.OptionalArgument("FLAGS", "SLAB_* flags joined by '|' (SLAB_HWCACHE_ALIGN|SLAB_RECLAIM_ACCOUNT) [default: 0]", SlabFlagsText.Parse, SlabFlags.None);
+            var sheaves = b.Option("--sheaf-capacity", "kmem_cache_args.sheaf_capacity: per-CPU sheaves of N objects in front of the slabs [default: 0, none]",
+                t => (uint)CliValues.ParseInt(t), "N");
             b.UsesMachine();
             return ctx =>
             {
                 var m = ctx.Machine;
-                var s = m.KmemCacheCreate(ctx.GetValue(name), ctx.GetValue(size), ctx.GetValue(align), ctx.GetValue(flags))
+                var args = new KmemCacheArgs { Align = ctx.GetValue(align), SheafCapacity = ctx.GetValue(sheaves) };
+                var s = m.KmemCacheCreate(ctx.GetValue(name), ctx.GetValue(size), args, ctx.GetValue(flags))
                     ?? throw new CommandFailedException($"kmem_cache_create({ctx.GetValue(name)}): out of memory");
                 ctx.Out.WriteLine($"kmem_cache_create: {s.Name} kmem_cache={SlabText.P(m, s.Va)} object_size={s.ObjectSize} size={s.Size} align={s.Align} " +
-                                  $"offset={s.Offset} objs_per_slab={s.ObjectsPerSlab} order={s.Order} flags={SlabFlagsText.Format(s.Flags)}");
+                                  $"offset={s.Offset} objs_per_slab={s.ObjectsPerSlab} order={s.Order} flags={SlabFlagsText.Format(s.Flags)}" +
+                                  (s.SheafCapacity != 0 ? $" sheaf_capacity={s.SheafCapacity}" : ""));
                 ctx.SetResult(CliValues.Hex(s.Va));
             };
         }, CommandScope.Script);
@@ -307,7 +311,9 @@ internal sealed class SlabCommands : ICommandModule
         if (m.KmemObjInfo(addr) is { } info)
         {
             ctx.Out.Write(SlabText.ObjectLines(m, info));
-            string state = info.Allocated ? "allocated" : info.CpuCache is { } c ? $"free (on cpu {c}'s freelist)" : "free";
+            string state = info.Allocated ? "allocated"
+                : info.Sheaf is { } where ? (info.CpuCache is { } sc ? $"free (in cpu {sc}'s {where} sheaf)" : "free (in a full sheaf of the barn)")
+                : info.CpuCache is { } c ? $"free (on cpu {c}'s freelist)" : "free";
             ctx.Out.WriteLine($"  object {info.Index} of the slab, {state}, offset {info.PointerOffset} into it");
             if (info.AllocTrack is { } a)
                 ctx.Out.WriteLine($"  allocated at {a.CallSite} cpu={a.Cpu} pid={a.Pid} jiffies={a.When}");

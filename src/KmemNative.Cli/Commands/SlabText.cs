@@ -88,6 +88,8 @@ internal static class SlabText
                 continue;
             if (o.Allocated)
                 sb.Append(indent).Append('[').Append(P(m, o.Address)).Append("]\n");
+            else if (o.Sheaf is { } where)
+                sb.Append(indent).Append(' ').Append(P(m, o.Address)).Append(o.CpuCache is { } sc ? $"  (cpu {sc} {where} sheaf)\n" : $"  ({where} sheaf)\n");
             else if (o.CpuCache is { } cpu)
                 sb.Append(indent).Append(' ').Append(P(m, o.Address)).Append("  (cpu ").Append(cpu).Append(" cache)\n");
             else
@@ -114,10 +116,18 @@ internal static class SlabText
                 SlabObjects(sb, m, slab, "    ");
             }
             sb.Append("  CPU ").Append(cpu).Append(" PARTIAL:\n    (empty)\n");
+            if (st.Sheaves?.FirstOrDefault(x => x.Cpu == cpu) is { } pcs)
+            {
+                sb.Append("  CPU ").Append(cpu).Append(" SHEAVES: ").Append(P(m, pcs.Address)).Append('\n');
+                sb.Append(string.Create(CultureInfo.InvariantCulture, $"    main  {P(m, pcs.Main)}  {pcs.MainSize}/{st.Cache.SheafCapacity}\n"));
+                sb.Append(pcs.Spare == 0 ? "    spare (none)\n" : string.Create(CultureInfo.InvariantCulture, $"    spare {P(m, pcs.Spare)}  {pcs.SpareSize}/{st.Cache.SheafCapacity}\n"));
+            }
         }
         sb.Append("  KMEM_CACHE_NODE   NODE  SLABS  PARTIAL  PER-CPU\n");
         int perCpu = st.CpuSlabs.Count(c => c.Slab is not null);
         sb.Append(string.Create(CultureInfo.InvariantCulture, $"  {P(m, st.NodeVa)}{Pad(m)}{0,6}{st.NrSlabs,7}{st.NrPartial,9}{perCpu,9}\n"));
+        if (st.Barn is { } barn)
+            sb.Append(string.Create(CultureInfo.InvariantCulture, $"  NODE 0 BARN: {P(m, barn.Address)}  full {barn.Full.Count}  empty {barn.Empty.Count}\n"));
         AppendSlabs(sb, m, "  NODE 0 PARTIAL:", st.Partial, null);
         AppendSlabs(sb, m, "  NODE 0 FULL:", st.Full, st.FullTracked ? null : "(not tracked by the kernel: found by scanning mem_map)");
         return sb.ToString();

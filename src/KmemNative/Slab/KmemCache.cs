@@ -77,6 +77,15 @@ public sealed unsafe class KmemCache
     /// <summary>The constructor run on each object when its slab is created, or null.</summary>
     public Action<ulong>? Ctor { get; internal set; }
 
+    /// <summary>
+    /// s-&gt;sheaf_capacity: objects per sheaf of the cache's per-CPU sheaves (kmem_cache_args.sheaf_capacity), 0
+    /// when the cache has none (the default, and always with slab_debug flags, which make the kernel ignore it).
+    /// </summary>
+    public int SheafCapacity { get; internal set; }
+
+    /// <summary>The sheaf capacity kmem_cache_create() was asked for (kept when slab_debug disables sheaves).</summary>
+    public int RequestedSheafCapacity { get; internal set; }
+
     /// <summary>True once kmem_cache_destroy() released the cache.</summary>
     public bool IsDestroyed { get; internal set; }
 
@@ -109,6 +118,33 @@ public sealed unsafe class KmemCache
     /// <summary>The SlabAllocator&lt;TArch&gt; that owns the cache (the static fast paths reach their slow paths through it).</summary>
     internal object Owner = null!;
 
+    /// <summary>
+    /// Divisibility test by <see cref="Size"/> without a division (Granlund-Montgomery): with Size = d * 2^k, d odd,
+    /// x is a multiple of Size iff rotr(x * inverse(d), k) &lt;= floor((2^32 - 1) / Size).
+    /// </summary>
+    internal uint SizeInverse, SizeMultipleLimit;
+
+    /// <summary>k of <see cref="SizeInverse"/>.</summary>
+    internal int SizeShift;
+
+    /// <summary>True when the 32-bit <paramref name="offset"/> is a multiple of <see cref="Size"/>.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    internal bool IsMultipleOfSize(uint offset) => System.Numerics.BitOperations.RotateRight(offset * SizeInverse, SizeShift) <= SizeMultipleLimit;
+
+    /// <summary>Precomputes <see cref="SizeInverse"/>, <see cref="SizeShift"/> and <see cref="SizeMultipleLimit"/> for <see cref="Size"/>.</summary>
+    internal void SetSizeDivisor()
+    {
+        uint size = (uint)Size;
+        int k = System.Numerics.BitOperations.TrailingZeroCount(size);
+        uint d = size >> k;
+        uint inv = d;                       // Newton's iteration: each step doubles the correct low bits
+        for (int i = 0; i < 5; i++)
+            inv *= 2 - d * inv;
+        SizeInverse = inv;
+        SizeShift = k;
+        SizeMultipleLimit = uint.MaxValue / size;
+    }
+
     /// <summary>s-&gt;random (CONFIG_SLAB_FREELIST_HARDENED).</summary>
     internal ulong Random;
 
@@ -126,6 +162,24 @@ public sealed unsafe class KmemCache
 
     /// <summary>True when the name was kstrdup()ed and must be kfree()d at destroy (kstrdup_const of a non-rodata string).</summary>
     internal bool NameAllocated;
+
+    /// <summary>Offset of this cache's slub_percpu_sheaves in every per-CPU unit (s-&gt;cpu_sheaves), when it has sheaves.</summary>
+    internal nint PcsOffset;
+
+    /// <summary>The per-CPU slot of the sheaves (-1: none).</summary>
+    internal int PcsSlot = -1;
+
+    /// <summary>Largest physical address at which a whole sheaf of this cache lies inside the arena.</summary>
+    internal ulong SheafLimit;
+
+    /// <summary>Host address of physical address 0 (the arena): a sheaf at physical address pa is at ArenaBase + pa.</summary>
+    internal byte* ArenaBase;
+
+    /// <summary>Kernel virtual address of the node's barn (n-&gt;barn), 0 without sheaves.</summary>
+    internal ulong BarnVa;
+
+    /// <summary>Host address of the barn.</summary>
+    internal byte* BarnHost;
 
     /// <summary>Index in kmalloc_caches[] (type * KMALLOC_CACHE_NUM + index), or -1.</summary>
     internal int KmallocSlot = -1;

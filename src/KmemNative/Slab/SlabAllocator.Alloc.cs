@@ -29,6 +29,8 @@ internal sealed unsafe partial class SlabAllocator<TArch>
                 ZeroObject(s, pa);
             return obj;
         }
+        if (s.SheafCapacity != 0)
+            return AllocFromPcs(cpu, s, gfp);
         return Unsafe.As<SlabAllocator<TArch>>(s.Owner).AllocSlow(cpu, s, gfp, (uint)s.ObjectSize, "kmem_cache_alloc");
     }
 
@@ -62,7 +64,16 @@ internal sealed unsafe partial class SlabAllocator<TArch>
         BeginOp();
         try
         {
-            ulong obj = s.IsDebug ? AllocDebug(cpu, s, gfp, origSize, site) : SlabAllocCpu(cpu, s, gfp);
+            ulong obj;
+            if (s.IsDebug)
+                obj = AllocDebug(cpu, s, gfp, origSize, site);
+            else
+            {
+                // alloc_from_pcs() first for a cache with sheaves, then __slab_alloc_node().
+                obj = s.SheafCapacity != 0 ? AllocFromPcsSlow(cpu, s, gfp) : 0;
+                if (obj == 0)
+                    obj = SlabAllocCpu(cpu, s, gfp);
+            }
             if (obj != 0)
                 PostAlloc(s, obj, gfp, origSize);
             return obj;
@@ -96,9 +107,10 @@ internal sealed unsafe partial class SlabAllocator<TArch>
             HonourFlushRequest(cpu);
         byte* c = cpu.Percpu + s.CpuSlabOffset;
         ulong slabVa = Ld(c + HotSlab<TArch>.CpuSlab);
-        if (s.Hardened && slabVa != 0 && Ld(c) is var head && head != 0 && IsObjectOf(s, SlabHost(slabVa), head))
+        if ((s.Hardened || s.SheafCapacity != 0) && slabVa != 0 && Ld(c) is var head && head != 0 && IsObjectOf(s, SlabHost(slabVa), head))
         {
-            // The fast path of a cache whose free pointers are encoded.
+            // The CPU freelist of a cache whose inline fast path does not pop it: free pointers encoded, or
+            // sheaves in front (their refills take objects here).
             St(c, GetFreePointer(s, head));
             return head;
         }
@@ -166,6 +178,13 @@ internal sealed unsafe partial class SlabAllocator<TArch>
         byte* slab = SlabHost(slabVa);
         uint objects = SlabCounters.Objects(Ld(slab + HotSlab<TArch>.SlabCounters));
         St(c + HotSlab<TArch>.CpuSlab, slabVa);
+        if (s.SheafCapacity != 0)
+        {
+            // Frees of a cache with sheaves go to the sheaves: the inline "object of my CPU slab" test must fail.
+            St(c + HotSlab<TArch>.CpuSlabAddr, 0);
+            St(c + HotSlab<TArch>.CpuSlabSpan, 0);
+            return;
+        }
         St(c + HotSlab<TArch>.CpuSlabAddr, PageAddress(PfnOfSlab(slabVa)));
         St(c + HotSlab<TArch>.CpuSlabSpan, objects == 0 ? 0 : (ulong)s.RedLeftPad + (objects - 1) * (ulong)s.Size + 1);
     }
@@ -344,6 +363,8 @@ internal sealed unsafe partial class SlabAllocator<TArch>
     /// </summary>
     public int AllocBulk(Cpu cpu, KmemCache s, Gfp gfp, Span<ulong> objects)
     {
+        if (s.SheafCapacity != 0)
+            return AllocBulkSheaves(cpu, s, gfp, objects);
         int i = 0;
         try
         {
@@ -364,5 +385,41 @@ internal sealed unsafe partial class SlabAllocator<TArch>
             throw;
         }
         return objects.Length;
+    }
+
+    /// <summary>kmem_cache_alloc_bulk() of a cache with sheaves: alloc_from_pcs_bulk(), then the slabs for the rest.</summary>
+    private int AllocBulkSheaves(Cpu cpu, KmemCache s, Gfp gfp, Span<ulong> objects)
+    {
+        CheckCpu(cpu);
+        CheckCache(s);
+        if (s.IsDestroyed)
+            throw new SlabCacheException($"kmem_cache_alloc_bulk({s.Name}): the cache was destroyed");
+        BeginOp();
+        int i = 0;
+        try
+        {
+            if (cpu.SlabFlushRequested)
+                HonourFlushRequest(cpu);
+            i = AllocFromPcsBulk(cpu, s, objects);
+            for (; i < objects.Length; i++)
+            {
+                ulong obj = SlabAllocCpu(cpu, s, gfp);
+                if (obj == 0)
+                {
+                    // Out of memory: the objects go back to the slabs, not to the sheaves.
+                    FreeToSlabsBulk(cpu, s, objects[..i]);
+                    return 0;
+                }
+                objects[i] = obj;
+            }
+            if ((gfp & Gfp.Zero) != 0)
+                foreach (ulong obj in objects)
+                    ZeroObject(obj, (uint)s.ObjectSize);
+            return objects.Length;
+        }
+        finally
+        {
+            EndOp();
+        }
     }
 }

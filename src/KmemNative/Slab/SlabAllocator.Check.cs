@@ -116,7 +116,8 @@ internal sealed unsafe partial class SlabAllocator<TArch>
             if (!cpuOf.TryAdd(slabVa, cpu.Id))
                 errors.Add($"{s.Name}: slab 0x{slabVa:x} is the CPU slab of cpu{cpuOf[slabVa]} and cpu{cpu.Id}");
             byte* slab = SlabHost(slabVa);
-            if (Ld(c + HotSlab<TArch>.CpuSlabAddr) != PageAddress(PfnOfSlab(slabVa)))
+            ulong wantAddr = s.SheafCapacity != 0 ? 0 : PageAddress(PfnOfSlab(slabVa));
+            if (Ld(c + HotSlab<TArch>.CpuSlabAddr) != wantAddr)
                 errors.Add($"{s.Name}: cpu{cpu.Id} slab_addr does not match its slab");
             uint objects = SlabCounters.Objects(Ld(slab + HotSlab<TArch>.SlabCounters));
             var free = new HashSet<ulong>();
@@ -136,6 +137,10 @@ internal sealed unsafe partial class SlabAllocator<TArch>
             cpuFree[slabVa] = free;
             _ = objects;
         }
+
+        // Sheaves: objects cached in them count as in use by their slabs.
+        var sheafPerSlab = new Dictionary<ulong, List<ulong>>();
+        CheckSheaves(s, set, sheafPerSlab, errors);
 
         byte* n = s.NodeHost;
         var partial = ListSlabs(s.NodeVa + (ulong)NodeOff.Partial);
@@ -194,7 +199,15 @@ internal sealed unsafe partial class SlabAllocator<TArch>
                     if (free.Contains(o))
                         errors.Add($"{s.Name}: object 0x{o:x} is on both the CPU and the slab freelist");
             }
-            allocated += objects - free.Count - cpuCount;
+            int sheafCount = 0;
+            if (sheafPerSlab.TryGetValue(slabVa, out var sheafObjs))
+            {
+                sheafCount = sheafObjs.Count;
+                foreach (ulong o in sheafObjs)
+                    if (free.Contains(o) || (cf is not null && cf.Contains(o)))
+                        errors.Add($"{s.Name}: object 0x{o:x} is both in a sheaf and on a freelist");
+            }
+            allocated += objects - free.Count - cpuCount - sheafCount;
 
             bool isCpuSlab = cpuOf.ContainsKey(slabVa);
             if (frozen != isCpuSlab)
@@ -217,5 +230,82 @@ internal sealed unsafe partial class SlabAllocator<TArch>
         if (nrObjs != totalObjects)
             errors.Add($"{s.Name}: total_objects = {nrObjs} but its slabs hold {totalObjects}");
         return (totalObjects, allocated);
+    }
+
+    /// <summary>
+    /// The sheaves of a cache: every CPU has a main sheaf, every sheaf names the cache and holds at most
+    /// sheaf_capacity objects, the barn's counters match its lists (full sheaves full, empty ones empty), no
+    /// sheaf is in two places, and every cached object is a distinct object of one of the cache's slabs.
+    /// </summary>
+    private void CheckSheaves(KmemCache s, HashSet<ulong> slabs, Dictionary<ulong, List<ulong>> perSlab, List<string> errors)
+    {
+        byte* n = s.NodeHost;
+        ulong nodeBarn = Ld(n + KmemCacheNodeBarn);
+        if (s.SheafCapacity == 0)
+        {
+            if (s.PcsSlot >= 0 || s.BarnVa != 0 || nodeBarn != 0)
+                errors.Add($"{s.Name}: no sheaf capacity but sheaves or a barn");
+            return;
+        }
+        if (nodeBarn != s.BarnVa || s.BarnVa == 0)
+            errors.Add($"{s.Name}: n->barn = 0x{nodeBarn:x}, expected 0x{s.BarnVa:x}");
+        var seenSheaves = new HashSet<ulong>();
+        var seenObjects = new HashSet<ulong>();
+        void CheckSheaf(ulong sheaf, string where, bool? mustBeFull)
+        {
+            if (!seenSheaves.Add(sheaf))
+            {
+                errors.Add($"{s.Name}: sheaf 0x{sheaf:x} is in two places ({where})");
+                return;
+            }
+            if (SheafCacheOf(sheaf) != s.Va)
+                errors.Add($"{s.Name}: {where} sheaf 0x{sheaf:x} names cache 0x{SheafCacheOf(sheaf):x}");
+            uint size = SheafSizeOf(sheaf);
+            if (size > (uint)s.SheafCapacity)
+            {
+                errors.Add($"{s.Name}: {where} sheaf 0x{sheaf:x} holds {size} objects, capacity {s.SheafCapacity}");
+                return;
+            }
+            if (mustBeFull == true && size != (uint)s.SheafCapacity)
+                errors.Add($"{s.Name}: barn full sheaf 0x{sheaf:x} holds {size} of {s.SheafCapacity}");
+            if (mustBeFull == false && size != 0)
+                errors.Add($"{s.Name}: barn empty sheaf 0x{sheaf:x} holds {size} objects");
+            for (uint i = 0; i < size; i++)
+            {
+                ulong obj = Ld(SheafSlot(sheaf, i));
+                if (!TrySlabOf(s, obj, out _, out ulong slabVa) || !slabs.Contains(slabVa))
+                {
+                    errors.Add($"{s.Name}: {where} sheaf 0x{sheaf:x} holds 0x{obj:x}, not an object of the cache");
+                    continue;
+                }
+                if (!seenObjects.Add(obj))
+                {
+                    errors.Add($"{s.Name}: object 0x{obj:x} is cached in sheaves twice (a double free)");
+                    continue;
+                }
+                if (!perSlab.TryGetValue(slabVa, out var list))
+                    perSlab[slabVa] = list = [];
+                list.Add(obj);
+            }
+        }
+        foreach (var cpu in _m.Cpus)
+        {
+            var (main, _, spare, _) = CpuSheaves(cpu, s);
+            if (main == 0)
+                errors.Add($"{s.Name}: cpu{cpu.Id} has no main sheaf");
+            else
+                CheckSheaf(main, $"cpu{cpu.Id} main", null);
+            if (spare != 0)
+                CheckSheaf(spare, $"cpu{cpu.Id} spare", null);
+        }
+        var (nrFull, nrEmpty) = BarnCounts(s);
+        var full = BarnSheaves(s, full: true);
+        var empty = BarnSheaves(s, full: false);
+        if (full.Count != nrFull || empty.Count != nrEmpty)
+            errors.Add($"{s.Name}: barn nr_full {nrFull} nr_empty {nrEmpty} but lists hold {full.Count} and {empty.Count}");
+        foreach (ulong sheaf in full)
+            CheckSheaf(sheaf, "barn full", true);
+        foreach (ulong sheaf in empty)
+            CheckSheaf(sheaf, "barn empty", false);
     }
 }

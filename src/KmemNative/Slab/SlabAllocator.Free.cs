@@ -30,7 +30,10 @@ internal sealed unsafe partial class SlabAllocator<TArch>
             St(c, obj);
             return;
         }
-        Unsafe.As<SlabAllocator<TArch>>(s.Owner).FreeSlow(cpu, s, obj, "kmem_cache_free");
+        var owner = Unsafe.As<SlabAllocator<TArch>>(s.Owner);
+        if (s.SheafCapacity != 0 && owner.FreeToPcsFast(cpu, s, obj))
+            return;
+        owner.FreeSlow(cpu, s, obj, "kmem_cache_free");
     }
 
     /// <summary>
@@ -110,26 +113,45 @@ internal sealed unsafe partial class SlabAllocator<TArch>
                 FreeDebug(cpu, cache, slabVa, obj, site);
                 return;
             }
-            byte* c = cpu.Percpu + cache.CpuSlabOffset;
-            if (Ld(c + HotSlab<TArch>.CpuSlab) == slabVa)
+            if (cache.SheafCapacity != 0)
             {
-                if (Ld(c) == obj)
+                ulong main = Ld(cpu.Percpu + cache.PcsOffset + HotSlab<TArch>.PcsMain);
+                uint size = SheafSizeOf(main);
+                if (size != 0 && Ld(SheafSlot(main, size - 1)) == obj)
                 {
-                    // set_freepointer()'s BUG_ON(object == fp): the naive double free.
+                    // The object on top of the main sheaf freed again: the naive double free.
                     ObjectErr(cache, slabVa, obj, "Object already free", SlabBug.ObjectAlreadyFree, printTrailer: true);
                     return;
                 }
-                SetFreePointer(cache, obj, Ld(c));
-                St(c, obj);
-                return;
+                if (FreeToPcs(cpu, cache, obj))
+                    return;
             }
-            if (!SlabFree(cpu, cache, slabVa, obj, obj, 1))
-                ObjectErr(cache, slabVa, obj, "Object already free", SlabBug.ObjectAlreadyFree, printTrailer: true);
+            FreeToSlab(cpu, cache, slabVa, obj);
         }
         finally
         {
             EndOp();
         }
+    }
+
+    /// <summary>do_slab_free() of one validated object: onto the CPU freelist if its slab is the CPU slab, else __slab_free().</summary>
+    private void FreeToSlab(Cpu cpu, KmemCache cache, ulong slabVa, ulong obj)
+    {
+        byte* c = cpu.Percpu + cache.CpuSlabOffset;
+        if (Ld(c + HotSlab<TArch>.CpuSlab) == slabVa)
+        {
+            if (Ld(c) == obj)
+            {
+                // set_freepointer()'s BUG_ON(object == fp): the naive double free.
+                ObjectErr(cache, slabVa, obj, "Object already free", SlabBug.ObjectAlreadyFree, printTrailer: true);
+                return;
+            }
+            SetFreePointer(cache, obj, Ld(c));
+            St(c, obj);
+            return;
+        }
+        if (!SlabFree(cpu, cache, slabVa, obj, obj, 1))
+            ObjectErr(cache, slabVa, obj, "Object already free", SlabBug.ObjectAlreadyFree, printTrailer: true);
     }
 
     /// <summary>
@@ -139,32 +161,9 @@ internal sealed unsafe partial class SlabAllocator<TArch>
     /// </summary>
     private bool TryRemoteFree(Cpu cpu, KmemCache? s, ulong obj)
     {
-        ulong pa = obj - TArch.PageOffset;
-        if (pa >= _lowmemBytes || cpu.SlabFlushRequested || !ReferenceEquals(cpu.Machine, _m))
+        if (cpu.SlabFlushRequested || !ReferenceEquals(cpu.Machine, _m) || !TrySlabOf(s, obj, out var cache, out ulong slabVa))
             return false;
-        byte* desc = _memmapHost + (pa >> PageSize.Shift) * (ulong)TArch.StructPageSize;
-        ulong word = Ld(desc + TArch.PageLruOffset);
-        if ((word & 1) != 0)
-        {
-            ulong off = word - 1 - _memmapVa;
-            if (off >= _memmapBytes || (off & (ulong)(TArch.StructPageSize - 1)) != 0)
-                return false;
-            desc = _memmapHost + off;
-            word = Ld(desc + TArch.PageLruOffset);
-        }
-        if (MemMap<TArch>.PageType(desc) != (uint)PageBits.PgtySlab << 24)
-            return false;
-        KmemCache? cache = s ?? CacheAt(word);
-        if (cache is null || word != cache.Va || cache.IsDebug || cache.IsDestroyed || !ReferenceEquals(cache.Owner, this))
-            return false;
-        ulong descOff = (ulong)(desc - _memmapHost);
-        ulong first = TArch.PageOffset + ((descOff / (ulong)TArch.StructPageSize) << PageSize.Shift);
-        ulong objOff = obj - first;
-        uint objects = SlabCounters.Objects(Ld(desc + HotSlab<TArch>.SlabCounters));
-        if (objOff >= (ulong)objects * (ulong)cache.Size || (uint)objOff % (uint)cache.Size != 0)
-            return false;
-        ulong slabVa = _memmapVa + descOff;
-        if (Ld(cpu.Percpu + cache.CpuSlabOffset + HotSlab<TArch>.CpuSlab) == slabVa)
+        if (cache.SheafCapacity != 0 || Ld(cpu.Percpu + cache.CpuSlabOffset + HotSlab<TArch>.CpuSlab) == slabVa)
             return false;
         return SlabFree(cpu, cache, slabVa, obj, obj, 1);
     }
@@ -370,15 +369,51 @@ internal sealed unsafe partial class SlabAllocator<TArch>
         _pages.FreePages(cpu, pfn, order);
     }
 
-    /// <summary>kmem_cache_free_bulk(): each object through the free paths (no detached freelists).</summary>
+    /// <summary>
+    /// kmem_cache_free_bulk() (<paramref name="s"/> null: kfree_bulk()): a cache with sheaves takes
+    /// free_to_pcs_bulk(); debug caches free one object at a time with the checks; otherwise detached freelists
+    /// free the objects of one slab with one do_slab_free(). NULL and ZERO_SIZE_PTR entries are skipped.
+    /// </summary>
     public void FreeBulk(Cpu cpu, KmemCache? s, ReadOnlySpan<ulong> objects)
     {
-        foreach (ulong obj in objects)
+        if (objects.IsEmpty)
+            return;
+        CheckCpu(cpu);
+        if (s is not null)
         {
-            if (s is null)
-                Kfree(cpu, obj);
-            else
+            CheckCache(s);
+            if (s.IsDestroyed)
+                throw new SlabCacheException($"kmem_cache_free_bulk({s.Name}): the cache was destroyed");
+        }
+        if (s is not null && s.IsDebug)
+        {
+            foreach (ulong obj in objects)
                 Free(cpu, s, obj);
+            return;
+        }
+        BeginOp();
+        ulong[]? rented = null;
+        try
+        {
+            if (cpu.SlabFlushRequested)
+                HonourFlushRequest(cpu);
+            if (s is not null && s.SheafCapacity != 0)
+            {
+                FreeToPcsBulk(cpu, s, objects);
+                return;
+            }
+            Span<ulong> p = objects.Length <= 64 ? stackalloc ulong[objects.Length] : (rented = System.Buffers.ArrayPool<ulong>.Shared.Rent(objects.Length)).AsSpan(0, objects.Length);
+            int n = 0;
+            foreach (ulong obj in objects)
+                if (obj > SlubConst.ZeroSizePtr)
+                    p[n++] = obj;
+            FreeToSlabsBulk(cpu, s, p[..n]);
+        }
+        finally
+        {
+            if (rented is not null)
+                System.Buffers.ArrayPool<ulong>.Shared.Return(rented);
+            EndOp();
         }
     }
 }

@@ -51,6 +51,7 @@ internal sealed unsafe partial class SlabAllocator<TArch>
             ("object_size", s.ObjectSize.ToString(CultureInfo.InvariantCulture)),
             ("objs_per_slab", s.ObjectsPerSlab.ToString(CultureInfo.InvariantCulture)),
             ("order", s.Order.ToString(CultureInfo.InvariantCulture)),
+            ("sheaf_capacity", s.SheafCapacity.ToString(CultureInfo.InvariantCulture)),
             ("min_partial", s.MinPartial.ToString(CultureInfo.InvariantCulture)),
             ("cpu_partial", "0"),
             ("objects_partial", Objects(partialInuse)),
@@ -101,7 +102,10 @@ internal sealed unsafe partial class SlabAllocator<TArch>
             for (ulong fp = Ld(c); fp != 0 && guard++ <= objects && IsObjectOf(s, slab, fp); fp = GetFreePointer(s, fp))
                 cpuCached.TryAdd(fp, cpu.Id);
         }
-        var cpuSlabs = cpuSlabVas.Select(x => (x.Cpu, x.C, x.Slab == 0 ? null : SlabStateOf(s, x.Slab, cpuCached))).ToList();
+        var sheafCached = new Dictionary<ulong, (int? Cpu, string Where)>();
+        foreach (var (obj, cpu, where) in SheafObjects(s))
+            sheafCached.TryAdd(obj, (cpu, where));
+        var cpuSlabs = cpuSlabVas.Select(x => (x.Cpu, x.C, x.Slab == 0 ? null : SlabStateOf(s, x.Slab, cpuCached, sheafCached))).ToList();
         List<ulong> partial, full;
         long nrPartial;
         bool tracked = (s.Flags & SlabFlags.StoreUser) != 0 && s.IsDebug;
@@ -124,11 +128,24 @@ internal sealed unsafe partial class SlabAllocator<TArch>
         long nrSlabs = TArch.PointerSize == 8 ? (long)Ld(s.NodeHost + NodeOff.NrSlabs) : *(int*)(s.NodeHost + NodeOff.NrSlabs);
         if (TArch.PointerSize == 4)
             nrPartial = *(int*)(s.NodeHost + NodeOff.NrPartial);
+        List<CpuSheavesState>? sheaves = null;
+        BarnState? barn = null;
+        if (s.SheafCapacity != 0 && s.PcsSlot >= 0)
+        {
+            sheaves = [];
+            foreach (var cpu in _m.Cpus)
+            {
+                var (main, mainSize, spare, spareSize) = CpuSheaves(cpu, s);
+                sheaves.Add(new CpuSheavesState(cpu.Id, cpu.PercpuVa + (ulong)s.PcsOffset, main, (int)mainSize, spare, (int)spareSize));
+            }
+            barn = new BarnState(s.BarnVa, BarnSheaves(s, full: true), BarnSheaves(s, full: false));
+        }
         return new CacheState(s, cpuSlabs, s.NodeVa, nrSlabs, nrPartial,
-            [.. partial.Select(x => SlabStateOf(s, x, cpuCached))], [.. full.Select(x => SlabStateOf(s, x, cpuCached))], tracked);
+            [.. partial.Select(x => SlabStateOf(s, x, cpuCached, sheafCached))], [.. full.Select(x => SlabStateOf(s, x, cpuCached, sheafCached))], tracked,
+            sheaves, barn);
     }
 
-    private SlabState SlabStateOf(KmemCache s, ulong slabVa, Dictionary<ulong, int> cpuCached)
+    private SlabState SlabStateOf(KmemCache s, ulong slabVa, Dictionary<ulong, int> cpuCached, Dictionary<ulong, (int? Cpu, string Where)> sheafCached)
     {
         byte* slab = SlabHost(slabVa);
         ulong c = Ld(slab + HotSlab<TArch>.SlabCounters);
@@ -141,10 +158,13 @@ internal sealed unsafe partial class SlabAllocator<TArch>
         for (uint i = 0; i < objects; i++, p += (ulong)s.Size)
         {
             int? cpu = cpuCached.TryGetValue(p, out int id) ? id : null;
-            bool isAllocated = cpu is null && !free.Contains(p);
+            string? sheaf = null;
+            if (cpu is null && sheafCached.TryGetValue(p, out var sc))
+                (cpu, sheaf) = sc;
+            bool isAllocated = cpu is null && sheaf is null && !free.Contains(p);
             if (isAllocated)
                 allocated++;
-            list.Add(new SlabObjectState(p, isAllocated, cpu));
+            list.Add(new SlabObjectState(p, isAllocated, cpu, sheaf));
         }
         return new SlabState(slabVa, mem, (int)objects, allocated, (int)objects - allocated, SlabCounters.Frozen(c), SlabOrder(slab), list);
     }
@@ -167,7 +187,7 @@ internal sealed unsafe partial class SlabAllocator<TArch>
         }
         int index = (int)((start - state.Memory) / (ulong)s.Size);
         return new SlabObjectInfo(s, va, start, (long)(va - start), obj.Allocated, obj.CpuCache, slabVa, state.Memory, index,
-            Track(TrackItem.Alloc), Track(TrackItem.Free));
+            Track(TrackItem.Alloc), Track(TrackItem.Free), obj.Sheaf);
     }
 
     /// <summary>mem_dump_obj(): kmem_dump_obj()'s line for a slab address, else what kind of memory it is.</summary>
@@ -246,8 +266,15 @@ internal sealed unsafe partial class SlabAllocator<TArch>
                     continue;
                 }
                 s.Flags = parsed.FlagsFor(s.CreateFlags, s.Name);
+                bool hadSheaves = s.PcsSlot >= 0;
+                bool wantSheaves = s.RequestedSheafCapacity != 0 && !s.IsDebug;
+                if (hadSheaves && !wantSheaves)
+                    ReleaseSheaves(cpu, s);
+                s.SheafCapacity = wantSheaves ? s.RequestedSheafCapacity : 0;
                 if (!CalculateSizes(s))
                     throw new SlabCacheException($"slab_debug: {s.Name} cannot hold an object with the new metadata");
+                if (wantSheaves && !hadSheaves && !InitSheaves(cpu, s))
+                    throw new SlabCacheException($"slab_debug: out of memory for the sheaves of {s.Name}");
                 if ((s.Flags & SlabFlagsText.NoCmpxchg) == 0)
                     s.Flags |= SlabFlags.CmpxchgDouble;
                 int ilog = 31 - System.Numerics.BitOperations.LeadingZeroCount((uint)s.Size);

@@ -422,7 +422,7 @@ internal sealed unsafe partial class SlabAllocator<TArch>
         uint objects = SlabCounters.Objects(Ld(slab + HotSlab<TArch>.SlabCounters));
         ulong off = obj - baseVa;
         // Slabs are at most 4 MiB: a 32-bit remainder suffices.
-        return obj >= baseVa && off < (ulong)objects * (ulong)s.Size && (uint)off % (uint)s.Size == 0;
+        return obj >= baseVa && off < (ulong)objects * (ulong)s.Size && s.IsMultipleOfSize((uint)off);
     }
 
     // ---- deactivate_slab() and flushing CPU slabs --------------------------------------------------------
@@ -522,10 +522,11 @@ internal sealed unsafe partial class SlabAllocator<TArch>
         int deferred = 0;
         foreach (var cpu in _m.Cpus)
         {
-            if (Ld(cpu.Percpu + s.CpuSlabOffset + HotSlab<TArch>.CpuSlab) == 0)
+            if (Ld(cpu.Percpu + s.CpuSlabOffset + HotSlab<TArch>.CpuSlab) == 0 && !HasPcsUsed(cpu, s))
                 continue;
             if (ReferenceEquals(cpu, self))
             {
+                PcsFlushAll(cpu, s);
                 FlushCpuSlab(cpu, s);
                 continue;
             }
@@ -533,6 +534,7 @@ internal sealed unsafe partial class SlabAllocator<TArch>
             {
                 try
                 {
+                    PcsFlushAll(cpu, s);
                     FlushCpuSlab(cpu, s);
                 }
                 finally
@@ -553,8 +555,12 @@ internal sealed unsafe partial class SlabAllocator<TArch>
     {
         cpu.SlabFlushRequested = false;
         foreach (var s in _cacheSnapshot)
-            if (!s.IsDestroyed)
-                FlushCpuSlab(cpu, s);
+        {
+            if (s.IsDestroyed)
+                continue;
+            PcsFlushAll(cpu, s);
+            FlushCpuSlab(cpu, s);
+        }
     }
 
     // ---- shutdown and shrink ----------------------------------------------------------------------------
@@ -565,6 +571,7 @@ internal sealed unsafe partial class SlabAllocator<TArch>
     /// </summary>
     private bool ShutdownNode(Cpu cpu, KmemCache s)
     {
+        BarnShrink(cpu, s);
         byte* n = s.NodeHost;
         var discard = new List<ulong>();
         SpinLock(n);
@@ -619,6 +626,7 @@ internal sealed unsafe partial class SlabAllocator<TArch>
     private int DoShrink(Cpu cpu, KmemCache s)
     {
         const int promoteMax = 32;   // SHRINK_PROMOTE_MAX
+        BarnShrink(cpu, s);
         byte* n = s.NodeHost;
         var discard = new List<ulong>();
         SpinLock(n);

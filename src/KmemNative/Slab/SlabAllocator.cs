@@ -179,6 +179,9 @@ internal sealed unsafe partial class SlabAllocator<TArch> where TArch : struct, 
     {
         to.ObjectSize = from.ObjectSize;
         to.Size = from.Size;
+        to.SizeInverse = from.SizeInverse;
+        to.SizeShift = from.SizeShift;
+        to.SizeMultipleLimit = from.SizeMultipleLimit;
         to.Align = from.Align;
         to.Offset = from.Offset;
         to.Inuse = from.Inuse;
@@ -204,13 +207,16 @@ internal sealed unsafe partial class SlabAllocator<TArch> where TArch : struct, 
         to.NameVa = from.NameVa;
         to.NameAllocated = from.NameAllocated;
         to.KmallocSlot = from.KmallocSlot;
+        to.ArenaBase = from.ArenaBase;
     }
 
     // ---- kmem_cache_create() ----------------------------------------------------------------------------
 
     /// <summary>kmem_cache_create(): validates, allocates the struct from kmem_cache, sizes the cache and lists it.</summary>
-    public KmemCache? Create(Cpu cpu, string name, uint size, uint align, SlabFlags flags, Action<ulong>? ctor)
+    public KmemCache? Create(Cpu cpu, string name, uint size, uint align, SlabFlags flags, Action<ulong>? ctor, uint sheafCapacity)
     {
+        if (sheafCapacity > SlubConst.MaxSheafCapacity)
+            throw new SlabCacheException($"kmem_cache_create({name}): sheaf_capacity {sheafCapacity} is larger than {SlubConst.MaxSheafCapacity}");
         CheckCpu(cpu);
         EnsureInit(cpu);
         lock (_mutex)
@@ -232,7 +238,7 @@ internal sealed unsafe partial class SlabAllocator<TArch> where TArch : struct, 
                     KfreeInternal(cpu, nameVa);
                     return CreateFailed(name, flags, -12, "out of memory for struct kmem_cache");
                 }
-                s = new KmemCache(_m, name, va, HostOfLinear(va)) { NameVa = nameVa, NameAllocated = true, Ctor = ctor };
+                s = new KmemCache(_m, name, va, HostOfLinear(va)) { NameVa = nameVa, NameAllocated = true, Ctor = ctor, RequestedSheafCapacity = (int)sheafCapacity };
                 s.ObjectSize = (int)size;
                 s.Align = (int)CalculateAlignment(flags, align, size);
                 if (!OpenCache(cpu, s, flags, early: false))
@@ -240,6 +246,11 @@ internal sealed unsafe partial class SlabAllocator<TArch> where TArch : struct, 
                     KmemCacheFreeInternal(cpu, _kmemCache, va);
                     KfreeInternal(cpu, nameVa);
                     return CreateFailed(name, flags, -22, "no slab order can hold one object");
+                }
+                if (s.SheafCapacity != 0 && !InitSheaves(cpu, s))
+                {
+                    ReleaseCache(cpu, s);
+                    return CreateFailed(name, flags, -12, "out of memory for the sheaves");
                 }
                 PublishCache(s);
                 return s;
@@ -327,7 +338,10 @@ internal sealed unsafe partial class SlabAllocator<TArch> where TArch : struct, 
             try
             {
                 foreach (var other in _m.Cpus)
+                {
+                    PcsFlushAll(other, s);
                     FlushCpuSlab(other, s);
+                }
                 if (!ShutdownNode(cpu, s))
                 {
                     AppendToLastReport($"------------[ cut here ]------------\nkmem_cache_destroy {s.Name}: Slab cache still has objects when called from {CallSiteText(cpu, "kmem_cache_destroy")}");
@@ -351,6 +365,7 @@ internal sealed unsafe partial class SlabAllocator<TArch> where TArch : struct, 
     /// <summary>__kmem_cache_release() + slab_kmem_cache_release(): per-CPU slot, node, name, the struct itself.</summary>
     private void ReleaseCache(Cpu cpu, KmemCache s)
     {
+        ReleaseSheaves(cpu, s);
         int slot = s.CpuSlabSlot;
         s.IsDestroyed = true;
         s.CpuSlabOffset = _emptyCpuSlot;
@@ -375,12 +390,15 @@ internal sealed unsafe partial class SlabAllocator<TArch> where TArch : struct, 
         s.Flags = _debug.FlagsFor(flags, s.Name);
         s.Hardened = Hardened;
         s.Random = Hardened ? NextRandom() : 0;
+        // do_kmem_cache_create(): sheaves only without slab_debug flags.
+        s.SheafCapacity = (s.Flags & SlabFlagsText.DebugFlags) == 0 ? s.RequestedSheafCapacity : 0;
         if (!CalculateSizes(s))
             return false;
         if (_debug.DisableHigherOrderDebug && PageSize.GetOrder((ulong)s.Size) > PageSize.GetOrder((ulong)s.ObjectSize))
         {
             // slab_debug=O: drop the metadata flags when they would raise the minimum order.
             s.Flags &= ~SlabFlagsText.DebugMetadata;
+            s.SheafCapacity = (s.Flags & SlabFlagsText.DebugFlags) == 0 ? s.RequestedSheafCapacity : 0;
             if (!CalculateSizes(s))
                 return false;
         }
@@ -418,14 +436,14 @@ internal sealed unsafe partial class SlabAllocator<TArch> where TArch : struct, 
         var L = _l.KmemCache;
         byte* p = s.Host;
         St(p + L.Offset("cpu_slab"), (ulong)s.CpuSlabSlot);
-        St(p + L.Offset("cpu_sheaves"), 0);
+        St(p + L.Offset("cpu_sheaves"), s.PcsSlot >= 0 ? (ulong)s.PcsSlot : 0);
         *(uint*)(p + L.Offset("flags")) = (uint)s.Flags;
         St(p + L.Offset("min_partial"), (ulong)s.MinPartial);
         *(uint*)(p + L.Offset("size")) = (uint)s.Size;
         *(uint*)(p + L.Offset("object_size")) = (uint)s.ObjectSize;
         WriteReciprocal(p + L.Offset("reciprocal_size"), (uint)s.Size);
         *(uint*)(p + L.Offset("offset")) = (uint)s.Offset;
-        *(uint*)(p + L.Offset("sheaf_capacity")) = 0;
+        *(uint*)(p + L.Offset("sheaf_capacity")) = (uint)s.SheafCapacity;
         *(uint*)(p + L.Offset("oo")) = (uint)(s.Order << SlubConst.OoShift) | (uint)s.ObjectsPerSlab;
         *(uint*)(p + L.Offset("min")) = (uint)(s.MinOrder << SlubConst.OoShift) | OrderObjects(s.MinOrder, (uint)s.Size);
         *(uint*)(p + L.Offset("allocflags")) = (uint)s.AllocFlags;
@@ -515,6 +533,7 @@ internal sealed unsafe partial class SlabAllocator<TArch> where TArch : struct, 
 
         size = Align(size, (uint)s.Align);
         s.Size = (int)size;
+        s.SetSizeDivisor();
         s.FpOffset = (uint)s.Offset;
         SetFpBounds(s);
         int order = CalculateOrder(size);
@@ -544,7 +563,9 @@ internal sealed unsafe partial class SlabAllocator<TArch> where TArch : struct, 
         s.Owner = this;
         s.FpHost = (ulong)_base + s.FpOffset;
         // Encoded free pointers are decoded out of line, so the inline fast paths stay free of the test.
-        s.FpLimit = s.Hardened ? 0 : _longLimit - s.FpOffset;
+        s.FpLimit = s.Hardened || s.SheafCapacity != 0 ? 0 : _longLimit - s.FpOffset;
+        s.ArenaBase = _base;
+        s.SheafLimit = s.SheafCapacity == 0 ? 0 : _lowmemBytes - (ulong)_l.SheafBytes(s.SheafCapacity);
     }
 
     /// <summary>order_objects().</summary>

@@ -11,7 +11,8 @@ namespace KmemNative.Slab;
 /// <para>Configuration: CONFIG_SLUB_DEBUG=y, CONFIG_SYSFS=y, CONFIG_SLAB_FREELIST_HARDENED field present (the encoding
 /// is a boot option), CONFIG_NUMA on x86-64 only, CONFIG_HARDENED_USERCOPY=y, one node; CONFIG_SLUB_CPU_PARTIAL,
 /// CONFIG_SLAB_FREELIST_RANDOM, CONFIG_KASAN, CONFIG_SLUB_STATS, CONFIG_STACKDEPOT and lockdep off. The opt-in
-/// per-CPU sheaves of 6.18 are not used by any emulated cache: <c>cpu_sheaves</c> and <c>barn</c> stay NULL.</para>
+/// per-CPU sheaves of 6.18 (kmem_cache_args.sheaf_capacity) are used only by caches created with a capacity:
+/// for the others <c>cpu_sheaves</c>, <c>sheaf_capacity</c> and the node's <c>barn</c> stay 0/NULL.</para>
 /// <para>x86-64 <c>struct kmem_cache</c> (216 bytes; the kmem_cache cache rounds it to 256 like the real slabinfo):
 /// cpu_slab@0 cpu_sheaves@8 flags@16 min_partial@24 size@32 object_size@36 reciprocal_size@40 offset@48
 /// sheaf_capacity@52 oo@56 min@60 allocflags@64 refcount@68 ctor@72 inuse@80 align@84 red_left_pad@88 name@96
@@ -26,6 +27,11 @@ namespace KmemNative.Slab;
 /// slab@8. Two emulator words follow the kernel's fields: <c>slab_addr</c> (page_address() of the CPU slab) and
 /// <c>slab_span</c> (one past the offset of its last object), so the fast paths check "object of my CPU slab" with
 /// one subtraction and one compare and never dereference a pointer that does not lie inside that slab.</para>
+/// <para>Sheaves: <c>struct slub_percpu_sheaves</c> in the per-CPU area, x86-64 lock@0 main@8 spare@16 rcu_free@24
+/// (32 bytes), i386 lock@0 main@4 spare@8 rcu_free@12 (16); <c>struct slab_sheaf</c> (kzalloc'ed), x86-64
+/// barn_list/rcu_head@0 cache@16 size@24 node@28 objects[]@32, i386 barn_list@0 cache@8 size@12 node@16
+/// objects[]@20; <c>struct node_barn</c> (kmalloc'ed), x86-64 lock@0 sheaves_full@8 sheaves_empty@24 nr_full@40
+/// nr_empty@44 (48), i386 lock@0 sheaves_full@4 sheaves_empty@12 nr_full@20 nr_empty@24 (28).</para>
 /// <para><c>struct track</c> (no STACKDEPOT): x86-64 addr@0 cpu@8 pid@12 when@16 (24 bytes); i386 addr@0 cpu@4 pid@8
 /// when@12 (16 bytes).</para>
 /// </remarks>
@@ -79,6 +85,28 @@ internal sealed class SlabLayouts
             .Add("slab_addr", ptr)
             .Add("slab_span", ptr);
 
+        // local_trylock_t without lockdep: one u8 'acquired'.
+        PercpuSheaves = new KStructLayout("slub_percpu_sheaves")
+            .Add("lock", 1)
+            .Add("main", ptr)
+            .Add("spare", ptr)
+            .Add("rcu_free", ptr);
+
+        // union { struct rcu_head rcu_head; struct list_head barn_list; struct { capacity; pfmemalloc; }; }
+        SlabSheaf = new KStructLayout("slab_sheaf")
+            .Add("barn_list", 2 * ptr, ptr)
+            .Add("cache", ptr)
+            .Add("size", 4)
+            .Add("node", 4)
+            .Add("objects", 0, ptr);
+
+        NodeBarn = new KStructLayout("node_barn")
+            .Add("lock", 4)
+            .Add("sheaves_full", 2 * ptr, ptr)
+            .Add("sheaves_empty", 2 * ptr, ptr)
+            .Add("nr_full", 4)
+            .Add("nr_empty", 4);
+
         Track = new KStructLayout("track")
             .Add("addr", ptr)
             .Add("cpu", 4)
@@ -98,6 +126,18 @@ internal sealed class SlabLayouts
 
     public KStructLayout Track { get; }
 
+    /// <summary>struct slub_percpu_sheaves (one per CPU, in the per-CPU area).</summary>
+    public KStructLayout PercpuSheaves { get; }
+
+    /// <summary>struct slab_sheaf without its flexible objects[] array.</summary>
+    public KStructLayout SlabSheaf { get; }
+
+    /// <summary>struct node_barn.</summary>
+    public KStructLayout NodeBarn { get; }
+
+    /// <summary>struct_size(sheaf, objects, capacity).</summary>
+    public int SheafBytes(int capacity) => SlabSheaf.Offset("objects") + capacity * PointerSize;
+
     /// <summary>Bytes of the kernel's own kmem_cache_cpu (before the emulator's words).</summary>
     public int KmemCacheCpuKernelSize => 3 * PointerSize;
 
@@ -116,6 +156,12 @@ internal static class HotSlab<TArch> where TArch : struct, Arch.IArch
     public static readonly int CpuSlab = L.KmemCacheCpu.Offset("slab");
     public static readonly int CpuSlabAddr = L.KmemCacheCpu.Offset("slab_addr");
     public static readonly int CpuSlabSpan = L.KmemCacheCpu.Offset("slab_span");
+
+    // slub_percpu_sheaves and slab_sheaf
+    public static readonly int PcsMain = L.PercpuSheaves.Offset("main");
+    public static readonly int PcsSpare = L.PercpuSheaves.Offset("spare");
+    public static readonly int SheafSize = L.SlabSheaf.Offset("size");
+    public static readonly int SheafObjects = L.SlabSheaf.Offset("objects");
 
     // kmem_cache
     public static readonly int KcCpuSlab = L.KmemCache.Offset("cpu_slab");
@@ -170,6 +216,8 @@ internal static class SlabPoison
 internal static class SlubConst
 {
     public const int OoShift = 16;
+    /// <summary>The largest sheaf_capacity the emulator accepts (a sheaf must stay a kmalloc object).</summary>
+    public const uint MaxSheafCapacity = 4096;
     public const uint OoMask = (1u << OoShift) - 1;
     public const int MaxObjsPerPage = 32767;
     public const int MinPartial = 5;

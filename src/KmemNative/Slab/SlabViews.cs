@@ -33,21 +33,23 @@ public sealed record SlabTrack(string CallSite, int Cpu, int Pid, ulong When);
 /// <param name="Index">obj_to_index().</param>
 /// <param name="AllocTrack">The allocation track, or null.</param>
 /// <param name="FreeTrack">The free track, or null.</param>
+/// <param name="Sheaf">For a free object cached in a sheaf: "main", "spare" (of CPU <paramref name="CpuCache"/>) or "barn".</param>
 public sealed record SlabObjectInfo(KmemCache Cache, ulong Address, ulong ObjectStart, long PointerOffset, bool Allocated, int? CpuCache,
-    ulong Slab, ulong SlabMemory, int Index, SlabTrack? AllocTrack, SlabTrack? FreeTrack);
+    ulong Slab, ulong SlabMemory, int Index, SlabTrack? AllocTrack, SlabTrack? FreeTrack, string? Sheaf = null);
 
 /// <summary>One object of a slab in a <c>kmem -S</c> listing.</summary>
 /// <param name="Address">The object.</param>
 /// <param name="Allocated">In use.</param>
-/// <param name="CpuCache">The CPU whose freelist caches it, or null.</param>
-public readonly record struct SlabObjectState(ulong Address, bool Allocated, int? CpuCache);
+/// <param name="CpuCache">The CPU whose freelist (or sheaf) caches it, or null.</param>
+/// <param name="Sheaf">For an object cached in a sheaf (counted in use by its slab, free for users): "main", "spare" or "barn".</param>
+public readonly record struct SlabObjectState(ulong Address, bool Allocated, int? CpuCache, string? Sheaf = null);
 
 /// <summary>One slab as crash's <c>kmem -S</c> shows it.</summary>
 /// <param name="Slab">Kernel address of the head struct page.</param>
 /// <param name="Memory">page_address() of the slab.</param>
 /// <param name="Total">slab-&gt;objects.</param>
-/// <param name="Allocated">Objects on no freelist.</param>
-/// <param name="Free">Objects on the slab's or a CPU's freelist.</param>
+/// <param name="Allocated">Objects on no freelist and in no sheaf.</param>
+/// <param name="Free">Objects on the slab's or a CPU's freelist, or in a sheaf.</param>
 /// <param name="Frozen">slab-&gt;frozen: a CPU slab.</param>
 /// <param name="Order">Slab order.</param>
 /// <param name="Objects">Every object in address order.</param>
@@ -62,8 +64,11 @@ public sealed record SlabState(ulong Slab, ulong Memory, int Total, int Allocate
 /// <param name="Partial">The node's partial slabs in list order.</param>
 /// <param name="Full">Full slabs (the n-&gt;full list for debug caches with SLAB_STORE_USER, else found by scanning mem_map).</param>
 /// <param name="FullTracked">True when <paramref name="Full"/> is the kernel's own n-&gt;full list.</param>
+/// <param name="Sheaves">Per CPU its sheaves, for a cache with sheaves (else empty).</param>
+/// <param name="Barn">The node's barn (n-&gt;barn), or null.</param>
 public sealed record CacheState(KmemCache Cache, IReadOnlyList<(int Cpu, ulong KmemCacheCpu, SlabState? Slab)> CpuSlabs, ulong NodeVa,
-    long NrSlabs, long NrPartial, IReadOnlyList<SlabState> Partial, IReadOnlyList<SlabState> Full, bool FullTracked)
+    long NrSlabs, long NrPartial, IReadOnlyList<SlabState> Partial, IReadOnlyList<SlabState> Full, bool FullTracked,
+    IReadOnlyList<CpuSheavesState>? Sheaves = null, BarnState? Barn = null)
 {
     /// <summary>Objects in all slabs.</summary>
     public long Total => AllSlabs.Sum(s => (long)s.Total);
@@ -75,6 +80,21 @@ public sealed record CacheState(KmemCache Cache, IReadOnlyList<(int Cpu, ulong K
     public IEnumerable<SlabState> AllSlabs =>
         CpuSlabs.Where(c => c.Slab is not null).Select(c => c.Slab!).Concat(Partial).Concat(Full).DistinctBy(s => s.Slab);
 }
+
+/// <summary>A CPU's slub_percpu_sheaves.</summary>
+/// <param name="Cpu">The CPU.</param>
+/// <param name="Address">Address of its struct slub_percpu_sheaves in the per-CPU area.</param>
+/// <param name="Main">pcs-&gt;main (a struct slab_sheaf).</param>
+/// <param name="MainSize">Objects in the main sheaf.</param>
+/// <param name="Spare">pcs-&gt;spare, or 0.</param>
+/// <param name="SpareSize">Objects in the spare sheaf.</param>
+public sealed record CpuSheavesState(int Cpu, ulong Address, ulong Main, int MainSize, ulong Spare, int SpareSize);
+
+/// <summary>A node's struct node_barn.</summary>
+/// <param name="Address">Its address.</param>
+/// <param name="Full">The full sheaves (sheaves_full).</param>
+/// <param name="Empty">The empty sheaves (sheaves_empty).</param>
+public sealed record BarnState(ulong Address, IReadOnlyList<ulong> Full, IReadOnlyList<ulong> Empty);
 
 /// <summary>What validate_slab_cache() found.</summary>
 /// <param name="Reports">The reports, in order (each repaired).</param>

@@ -34,6 +34,35 @@ public sealed class CliSlabTests
     }
 
     [Fact]
+    public void A_cache_with_sheaves_shows_them_in_kmem_dash_S()
+    {
+        var r = CliRunner.RunScript("""
+            kmem_cache_create sheaved 64 --sheaf-capacity 4
+            $a = kmem_cache_alloc sheaved GFP_KERNEL
+            $b = kmem_cache_alloc sheaved GFP_KERNEL
+            kmem_cache_free sheaved $a
+            kmem -S sheaved
+            kmem $a
+            slab sheaved
+            kmem_cache_free sheaved $b
+            kmem_cache_destroy sheaved
+            check
+            """, "--arch", "x86_64", "--mem", "64M");
+        Assert.Equal("", r.Err);
+        Assert.Equal(0, r.ExitCode);
+        var o = r.OutLines;
+        Assert.EndsWith(" sheaf_capacity=4", o[0]);
+        Assert.Contains(o, l => Regex.IsMatch(l, @"^  CPU 0 SHEAVES: ffff888[0-9a-f]{9}$"));
+        Assert.Contains(o, l => Regex.IsMatch(l, @"^    main  ffff888[0-9a-f]{9}  3/4$"));
+        Assert.Contains("    spare (none)", o);
+        Assert.Contains(o, l => Regex.IsMatch(l, @"^  NODE 0 BARN: ffff888[0-9a-f]{9}  full 0  empty 1$"));
+        Assert.Contains(o, l => Regex.IsMatch(l, @"^     ffff888[0-9a-f]{9}  \(cpu 0 main sheaf\)$"));
+        Assert.Contains(o, l => l.Contains("free (in cpu 0's main sheaf)", StringComparison.Ordinal));
+        Assert.Contains("/sys/kernel/slab/sheaved/sheaf_capacity: 4", o);
+        Assert.StartsWith("consistent", o[^1]);
+    }
+
+    [Fact]
     public void Kmem_cache_commands_create_allocate_list_and_destroy()
     {
         var r = CliRunner.RunScript("""

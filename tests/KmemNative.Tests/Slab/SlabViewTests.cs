@@ -70,7 +70,7 @@ public class SlabViewTests
         var names = x.SlabSysfs(x.FindKmemCache("kmalloc-64")!).Select(a => a.Name).ToArray();
         Assert.Equal(
         [
-            "slab_size", "object_size", "objs_per_slab", "order", "min_partial", "cpu_partial", "objects_partial", "partial",
+            "slab_size", "object_size", "objs_per_slab", "order", "sheaf_capacity", "min_partial", "cpu_partial", "objects_partial", "partial",
             "cpu_slabs", "ctor", "aliases", "align", "hwcache_align", "reclaim_account", "destroy_by_rcu", "shrink",
             "slabs_cpu_partial", "total_objects", "objects", "slabs", "sanity_checks", "trace", "red_zone", "poison",
             "store_user", "validate", "cache_dma", "remote_node_defrag_ratio", "usersize",
