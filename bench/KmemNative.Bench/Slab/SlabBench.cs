@@ -23,6 +23,7 @@ public unsafe class SlabBench
     private Cpu _cpu = null!;
     private KmemCache _cache = null!;
     private KmemCache _debugCache = null!;
+    private KmemCache _sheaves32 = null!, _sheaves128 = null!;
     private readonly ulong[] _batch = new ulong[Batch];
     private readonly ulong[] _bulk = new ulong[BulkCount];
     private readonly DefaultObjectPool<byte[]> _pool = new(new ArrayPolicy());
@@ -41,6 +42,12 @@ public unsafe class SlabBench
         _cpu = _m.GetCpu(0);
         _cache = _m.KmemCacheCreate(_cpu, "bench_64", 64)!;
         _debugCache = _m.KmemCacheCreate(_cpu, "bench_64_debug", 64, 0, SlabFlagsText.DebugDefault)!;
+        // 6.18's opt-in per-CPU sheaves: 32 is what the kernel's users (maple tree nodes, VMAs) ask for; 128 lets
+        // main + spare + the barn's 10 full sheaves (12 x 128) hold the whole batch of 1000.
+        _sheaves32 = _m.KmemCacheCreate(_cpu, "bench_64_sheaves32", 64, new KmemCacheArgs { SheafCapacity = 32 })!;
+        _sheaves128 = _m.KmemCacheCreate(_cpu, "bench_64_sheaves128", 64, new KmemCacheArgs { SheafCapacity = 128 })!;
+        _m.KmemCacheFree(_cpu, _sheaves32, _m.KmemCacheAlloc(_cpu, _sheaves32, Gfp.Kernel));
+        _m.KmemCacheFree(_cpu, _sheaves128, _m.KmemCacheAlloc(_cpu, _sheaves128, Gfp.Kernel));
         // Warm every path once so the first measured call finds CPU slabs in place.
         _m.KmemCacheFree(_cpu, _cache, _m.KmemCacheAlloc(_cpu, _cache, Gfp.Kernel));
         foreach (ulong size in new ulong[] { 8, 64, 256, 1024, 4096 })
@@ -120,6 +127,31 @@ public unsafe class SlabBench
             b[i] = _m.KmemCacheAlloc(_cpu, _cache, Gfp.Kernel);
         for (int i = 0; i < b.Length; i++)
             _m.KmemCacheFree(_cpu, _cache, b[i]);
+    }
+
+    /// <summary>The alloc+free pair through the per-CPU sheaves (capacity 32): pop and push on the main sheaf.</summary>
+    [Benchmark]
+    public void SheafPairExplicitCpu()
+    {
+        ulong obj = _m.KmemCacheAlloc(_cpu, _sheaves32, Gfp.Kernel);
+        _m.KmemCacheFree(_cpu, _sheaves32, obj);
+    }
+
+    /// <summary>The batch of 1000 on a cache with sheaves of 32: 352 objects stay in sheaves, the rest are flushed and refilled in bulk.</summary>
+    [Benchmark(OperationsPerInvoke = Batch)]
+    public void Batch1000Sheaves32() => RunBatch(_sheaves32);
+
+    /// <summary>The batch of 1000 on a cache with sheaves of 128: the whole batch cycles through the sheaves and the barn.</summary>
+    [Benchmark(OperationsPerInvoke = Batch)]
+    public void Batch1000Sheaves128() => RunBatch(_sheaves128);
+
+    private void RunBatch(KmemCache s)
+    {
+        ulong[] b = _batch;
+        for (int i = 0; i < b.Length; i++)
+            b[i] = _m.KmemCacheAlloc(_cpu, s, Gfp.Kernel);
+        for (int i = 0; i < b.Length; i++)
+            _m.KmemCacheFree(_cpu, s, b[i]);
     }
 
     /// <summary>kmem_cache_alloc_bulk(16) + kmem_cache_free_bulk(16); time per object pair.</summary>
