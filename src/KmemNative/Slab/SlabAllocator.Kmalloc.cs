@@ -42,7 +42,8 @@ internal sealed unsafe partial class SlabAllocator<TArch>
     private static int TypeCount => TArch.Kind == ArchKind.X86_64 ? KmallocTypes.Count : KmallocTypes.Count - 1;
 
     /// <summary>KMALLOC_NOT_NORMAL_BITS: __GFP_RECLAIMABLE, __GFP_DMA, and __GFP_ACCOUNT with memcg.</summary>
-    private static uint NotNormalBits =>
+    /// <remarks>A static readonly field: a JIT-time constant, where a property might not be inlined inside the fast path.</remarks>
+    private static readonly uint NotNormalBits =
         (uint)(Gfp.Reclaimable | Gfp.Dma) | (TArch.Kind == ArchKind.X86_64 ? (uint)Gfp.Account : 0);
 
     /// <summary>kmalloc_type().</summary>

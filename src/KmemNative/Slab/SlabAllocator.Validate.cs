@@ -62,7 +62,7 @@ internal sealed unsafe partial class SlabAllocator<TArch>
     // ---- call sites (%pS) -----------------------------------------------------------------------------------
 
     private readonly List<string> _sites = [];
-    private readonly Dictionary<string, int> _siteIndex = new(StringComparer.Ordinal);
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, int> _siteIndex = new(StringComparer.Ordinal);
     private readonly Lock _siteLock = new();
     private const ulong SiteStride = 0x40;
 
@@ -72,9 +72,12 @@ internal sealed unsafe partial class SlabAllocator<TArch>
     /// </summary>
     private ulong CallSiteAddress(string site)
     {
+        // Lock-free for a known site (every debug alloc and free records one); the lock only to add a site.
+        if (_siteIndex.TryGetValue(site, out int i))
+            return SiteBase + (ulong)i * SiteStride;
         lock (_siteLock)
         {
-            if (!_siteIndex.TryGetValue(site, out int i))
+            if (!_siteIndex.TryGetValue(site, out i))
             {
                 i = _sites.Count;
                 _sites.Add(site);
