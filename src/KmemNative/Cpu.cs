@@ -66,6 +66,15 @@ public sealed unsafe partial class Cpu
     /// <summary>Set by drain_all_pages() on another thread; the owner drains at its next pcp slow path.</summary>
     internal volatile bool DrainRequested;
 
+    /// <summary>Set by kmem_cache_shrink() on another thread; the owner flushes its CPU slabs at its next slab slow path.</summary>
+    internal volatile bool SlabFlushRequested;
+
+    /// <summary>
+    /// The call site (%pS of _RET_IP_) slab_debug=U records for this CPU's next allocations and frees, e.g.
+    /// <c>my_probe+0x1c/0x80</c>; null records the slab function called (kmalloc, kmem_cache_free...).
+    /// </summary>
+    public string? Caller { get; set; }
+
     /// <summary>Reads one of this CPU's event counters.</summary>
     public long Event(VmEvent item) => Events[(int)item];
 

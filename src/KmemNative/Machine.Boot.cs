@@ -134,6 +134,7 @@ public sealed unsafe partial class Machine<TArch>
         if (TArch.Kind == ArchKind.I386)
             LogI386Layout();
         PagingInitCpus();
+        InitSlab();
     }
 
     private KernelImage PlaceKernelImage()

@@ -153,7 +153,9 @@ public sealed unsafe partial class Machine<TArch> : Machine where TArch : struct
     public override ConsistencyReport CheckConsistency()
     {
         ThrowIfDisposed();
-        return new ConsistencyChecker<TArch>(this).Run();
+        var report = new ConsistencyChecker<TArch>(this).Run();
+        _slab.CheckConsistency();
+        return report;
     }
 
     /// <inheritdoc/>

@@ -30,6 +30,15 @@ public sealed record MachineConfig
     /// <summary>vm.min_free_kbytes set by the user, or -1 for the kernel's computed value.</summary>
     public long MinFreeKbytes { get; init; } = -1;
 
+    /// <summary>
+    /// The slab_debug= boot parameter (OPTIONS[,CACHES][;...], e.g. "FZPU,kmalloc-32"; "" for full debugging of
+    /// every cache), or null for none.
+    /// </summary>
+    public string? SlabDebug { get; init; }
+
+    /// <summary>CONFIG_SLAB_FREELIST_HARDENED: store free pointers as ptr ^ s-&gt;random ^ swab(address).</summary>
+    public bool SlabFreelistHardened { get; init; }
+
     /// <summary>Parses an architecture name: i386 (also x86, i686) or x86_64 (also x86-64, amd64).</summary>
     /// <exception cref="MachineConfigException">Unknown name.</exception>
     public static ArchKind ParseArch(string text) => text.Trim().ToLowerInvariant() switch
@@ -87,5 +96,13 @@ public sealed record MachineConfig
                 $"--mem {MemBytes >> 20} MiB exceeds what this host can back ({host >> 20} MiB of RAM)");
         if (Cpus is < 1 or > 64)
             throw new MachineConfigException($"--cpus {Cpus}: between 1 and 64 CPUs are supported");
+        try
+        {
+            Slab.SlabDebugOptions.Parse(SlabDebug);
+        }
+        catch (FormatException e)
+        {
+            throw new MachineConfigException(e.Message);
+        }
     }
 }

@@ -40,6 +40,21 @@ internal sealed class CommandBuilder
         // HelpName: without it help spells out every member of an enum type (all the Gfp bits) as the name.
         Add(new Argument<T>(name) { Description = description, HelpName = name, CustomParser = r => Convert(r, parse) });
 
+    /// <summary>An optional trailing argument converted by <paramref name="parse"/>; absent reads as <paramref name="defaultValue"/>.</summary>
+    /// <param name="name">Name shown in usage.</param>
+    /// <param name="description">Help text.</param>
+    /// <param name="parse">Converts the word (exceptions as for <see cref="Argument{T}(string, string, Func{string, T})"/>).</param>
+    /// <param name="defaultValue">The value when the argument is not given.</param>
+    public Argument<T> OptionalArgument<T>(string name, string description, Func<string, T> parse, T defaultValue) =>
+        Add(new Argument<T>(name)
+        {
+            Description = description,
+            HelpName = name,
+            Arity = ArgumentArity.ZeroOrOne,
+            DefaultValueFactory = _ => defaultValue,
+            CustomParser = r => r.Tokens.Count == 0 ? defaultValue : Convert(r, parse),
+        });
+
     /// <summary>An option taking a value converted by <paramref name="parse"/>.</summary>
     /// <param name="name">The option, e.g. <c>--arch</c>.</param>
     /// <param name="description">Help text.</param>

@@ -16,6 +16,7 @@ internal static class CommandModules
         new PageAllocCommands(),
         new PageInspectCommands(),
         new PagingCommands(),
+        new SlabCommands(),
         new ScriptCommands(),
         new DemoCommands(),
     ];

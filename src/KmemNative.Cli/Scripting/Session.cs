@@ -57,7 +57,7 @@ internal sealed class Session : IDisposable
     public bool InScript => Scope == CommandScope.Script;
 
     /// <summary>What the machine boots with when no command says otherwise.</summary>
-    public MachineConfig Defaults { get; }
+    public MachineConfig Defaults { get; internal set; }
 
     /// <summary>The booted machine, or null.</summary>
     public Machine? Machine => _machine;
