@@ -22,14 +22,20 @@ public sealed unsafe partial class Machine<TArch>
     {
         ThrowIfDisposed();
         ArgumentNullException.ThrowIfNull(args);
-        return _slab.Create(cpu, name, size, args.Align, flags, args.Ctor, args.SheafCapacity);
+        var s = _slab.Create(cpu, name, size, args.Align, flags, args.Ctor, args.SheafCapacity);
+        if (s is not null && Tracer is { } t)
+            t.KmemCacheCreate(cpu, s);
+        return s;
     }
 
     /// <inheritdoc/>
     public override KmemCache? KmemCacheCreate(Cpu cpu, string name, uint size, uint align = 0, SlabFlags flags = SlabFlags.None, Action<ulong>? ctor = null)
     {
         ThrowIfDisposed();
-        return _slab.Create(cpu, name, size, align, flags, ctor, 0);
+        var s = _slab.Create(cpu, name, size, align, flags, ctor, 0);
+        if (s is not null && Tracer is { } t)
+            t.KmemCacheCreate(cpu, s);
+        return s;
     }
 
     /// <inheritdoc/>
@@ -37,6 +43,8 @@ public sealed unsafe partial class Machine<TArch>
     {
         ThrowIfDisposed();
         _slab.Destroy(cpu, s);
+        if (Tracer is { } t)
+            t.KmemCacheDestroy(cpu, s);
     }
 
     /// <inheritdoc/>
@@ -48,11 +56,23 @@ public sealed unsafe partial class Machine<TArch>
 
     /// <inheritdoc/>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public override ulong KmemCacheAlloc(Cpu cpu, KmemCache s, Gfp gfp) => SlabAllocator<TArch>.Alloc(cpu, s, gfp);
+    public override ulong KmemCacheAlloc(Cpu cpu, KmemCache s, Gfp gfp)
+    {
+        ulong obj = SlabAllocator<TArch>.Alloc(cpu, s, gfp);
+        if (Tracer is { } t)
+            TraceKmemCacheAlloc(t, cpu, s, obj, gfp);
+        return obj;
+    }
 
     /// <inheritdoc/>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public override void KmemCacheFree(Cpu cpu, KmemCache s, ulong obj) => SlabAllocator<TArch>.Free(cpu, s, obj);
+    public override void KmemCacheFree(Cpu cpu, KmemCache s, ulong obj)
+    {
+        // kmem_cache_free() traces before it frees (after cache_from_obj()), so a refused free is in the trace too.
+        if (Tracer is { } t)
+            t.KmemCacheFree(cpu, obj, s.Name);
+        SlabAllocator<TArch>.Free(cpu, s, obj);
+    }
 
     /// <inheritdoc/>
     public override int KmemCacheAllocBulk(Cpu cpu, KmemCache s, Gfp gfp, Span<ulong> objects) => _slab.AllocBulk(cpu, s, gfp, objects);
@@ -96,16 +116,32 @@ public sealed unsafe partial class Machine<TArch>
 
     /// <inheritdoc/>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public override ulong Kmalloc(Cpu cpu, ulong size, Gfp gfp) => _slab.Kmalloc(cpu, size, gfp);
+    public override ulong Kmalloc(Cpu cpu, ulong size, Gfp gfp)
+    {
+        ulong obj = _slab.Kmalloc(cpu, size, gfp);
+        if (Tracer is { } t)
+            TraceKmalloc(t, cpu, obj, size, gfp);
+        return obj;
+    }
 
     /// <inheritdoc/>
-    public override ulong KmallocArray(Cpu cpu, ulong n, ulong size, Gfp gfp) => _slab.KmallocArray(cpu, n, size, gfp);
+    public override ulong KmallocArray(Cpu cpu, ulong n, ulong size, Gfp gfp)
+    {
+        ulong obj = _slab.KmallocArray(cpu, n, size, gfp);
+        // An overflowing product returns NULL before kmalloc() is reached: nothing to trace.
+        if (Tracer is { } t && (size == 0 || n <= ulong.MaxValue / size))
+            TraceKmalloc(t, cpu, obj, n * size, gfp);
+        return obj;
+    }
 
     /// <inheritdoc/>
     public override ulong Krealloc(Cpu cpu, ulong p, ulong newSize, Gfp gfp)
     {
         ThrowIfDisposed();
-        return _slab.Krealloc(cpu, p, newSize, gfp);
+        ulong ret = _slab.Krealloc(cpu, p, newSize, gfp);
+        if (Tracer is { } t)
+            TraceKrealloc(t, cpu, p, ret, newSize, gfp);
+        return ret;
     }
 
     /// <inheritdoc/>
@@ -117,19 +153,91 @@ public sealed unsafe partial class Machine<TArch>
 
     /// <inheritdoc/>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public override void Kfree(Cpu cpu, ulong p) => _slab.Kfree(cpu, p);
+    public override void Kfree(Cpu cpu, ulong p)
+    {
+        // kfree() traces first, NULL included, as the kernel does.
+        if (Tracer is { } t)
+            t.Kfree(cpu, p);
+        _slab.Kfree(cpu, p);
+    }
 
     /// <inheritdoc/>
-    public override void KfreeSensitive(Cpu cpu, ulong p) => _slab.KfreeSensitive(cpu, p);
+    public override void KfreeSensitive(Cpu cpu, ulong p)
+    {
+        if (Tracer is { } t)
+            t.Kfree(cpu, p);
+        _slab.KfreeSensitive(cpu, p);
+    }
 
     /// <inheritdoc/>
-    public override ulong Kmemdup(Cpu cpu, ulong src, ulong len, Gfp gfp) => _slab.Kmemdup(cpu, src, len, gfp);
+    public override ulong Kmemdup(Cpu cpu, ulong src, ulong len, Gfp gfp)
+    {
+        ulong obj = _slab.Kmemdup(cpu, src, len, gfp);
+        if (Tracer is { } t)
+            TraceKmalloc(t, cpu, obj, len, gfp);
+        return obj;
+    }
 
     /// <inheritdoc/>
-    public override ulong Kmemdup(Cpu cpu, ReadOnlySpan<byte> data, Gfp gfp) => _slab.Kmemdup(cpu, data, gfp);
+    public override ulong Kmemdup(Cpu cpu, ReadOnlySpan<byte> data, Gfp gfp)
+    {
+        ulong obj = _slab.Kmemdup(cpu, data, gfp);
+        if (Tracer is { } t)
+            TraceKmalloc(t, cpu, obj, (ulong)data.Length, gfp);
+        return obj;
+    }
 
     /// <inheritdoc/>
-    public override ulong Kstrdup(Cpu cpu, string? text, Gfp gfp) => _slab.Kstrdup(cpu, text, gfp);
+    public override ulong Kstrdup(Cpu cpu, string? text, Gfp gfp)
+    {
+        ulong obj = _slab.Kstrdup(cpu, text, gfp);
+        if (text is not null && Tracer is { } t)
+            TraceKmalloc(t, cpu, obj, (ulong)System.Text.Encoding.UTF8.GetByteCount(text) + 1, gfp);
+        return obj;
+    }
+
+    // ---- the slab tracepoints (include/trace/events/kmem.h) ---------------------------------------------
+    // Each public entry point costs one null check of Tracer when tracing is off; the work is out of line.
+    // The slab allocator's own bookkeeping (struct kmem_cache, the name, barns, sheaves) calls the allocator
+    // directly and is not traced: a kmem_cache_create annotation stands for it, so a replay that creates the cache
+    // at the same point reproduces the same machine.
+
+    /// <summary>trace_kmem_cache_alloc(): accounted = memcg (x86-64) and (__GFP_ACCOUNT or SLAB_ACCOUNT).</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void TraceKmemCacheAlloc(Trace.IKmemTracer t, Cpu cpu, KmemCache s, ulong obj, Gfp gfp)
+    {
+        bool accounted = TArch.Kind == KmemNative.Arch.ArchKind.X86_64 && ((gfp & Gfp.Account) != 0 || (s.Flags & SlabFlags.Account) != 0);
+        t.KmemCacheAlloc(cpu, obj, s.Name, s.ObjectSize, s.Size, gfp, accounted);
+    }
+
+    /// <summary>
+    /// trace_kmalloc(): bytes_alloc is the size class's stride, or PAGE_SIZE &lt;&lt; order for a large allocation;
+    /// kmalloc(0) returns ZERO_SIZE_PTR before the tracepoint. accounted = memcg and __GFP_ACCOUNT.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void TraceKmalloc(Trace.IKmemTracer t, Cpu cpu, ulong obj, ulong size, Gfp gfp)
+    {
+        if (size == 0)
+            return;
+        bool accounted = TArch.Kind == KmemNative.Arch.ArchKind.X86_64 && (gfp & Gfp.Account) != 0;
+        t.Kmalloc(cpu, obj, (long)size, (long)_slab.KmallocBytes(size, gfp), gfp, accounted);
+    }
+
+    /// <summary>krealloc(): in place traces nothing; otherwise the new kmalloc() and then the kfree() of the old object.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void TraceKrealloc(Trace.IKmemTracer t, Cpu cpu, ulong p, ulong ret, ulong newSize, Gfp gfp)
+    {
+        if (newSize == 0)
+        {
+            t.Kfree(cpu, p);
+            return;
+        }
+        if (ret == p)
+            return;
+        TraceKmalloc(t, cpu, ret, newSize, gfp);
+        if (ret != 0 && p > Slab.SlubConst.ZeroSizePtr)
+            t.Kfree(cpu, p);
+    }
 
     /// <inheritdoc/>
     public override KmemCache? KmallocCache(ulong size, Gfp gfp)

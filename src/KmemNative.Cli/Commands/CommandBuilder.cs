@@ -38,7 +38,7 @@ internal sealed class CommandBuilder
     /// <see cref="KmemException"/> whose message becomes the usage error.</param>
     public Argument<T> Argument<T>(string name, string description, Func<string, T> parse) =>
         // HelpName: without it help spells out every member of an enum type (all the Gfp bits) as the name.
-        Add(new Argument<T>(name) { Description = description, HelpName = name, CustomParser = r => Convert(r, parse) });
+        Add(WithCompletions(new Argument<T>(name) { Description = description, HelpName = name, CustomParser = r => Convert(r, parse) }));
 
     /// <summary>An optional trailing argument converted by <paramref name="parse"/>; absent reads as <paramref name="defaultValue"/>.</summary>
     /// <param name="name">Name shown in usage.</param>
@@ -46,14 +46,14 @@ internal sealed class CommandBuilder
     /// <param name="parse">Converts the word (exceptions as for <see cref="Argument{T}(string, string, Func{string, T})"/>).</param>
     /// <param name="defaultValue">The value when the argument is not given.</param>
     public Argument<T> OptionalArgument<T>(string name, string description, Func<string, T> parse, T defaultValue) =>
-        Add(new Argument<T>(name)
+        Add(WithCompletions(new Argument<T>(name)
         {
             Description = description,
             HelpName = name,
             Arity = ArgumentArity.ZeroOrOne,
             DefaultValueFactory = _ => defaultValue,
             CustomParser = r => r.Tokens.Count == 0 ? defaultValue : Convert(r, parse),
-        });
+        }));
 
     /// <summary>An option taking a value converted by <paramref name="parse"/>.</summary>
     /// <param name="name">The option, e.g. <c>--arch</c>.</param>
@@ -67,6 +67,8 @@ internal sealed class CommandBuilder
     public Option<T> Option<T>(string name, string description, Func<string, T> parse, string? helpName = null, Func<T>? defaultValue = null)
     {
         var option = new Option<T>(name) { Description = description, HelpName = helpName, CustomParser = r => Convert(r, parse) };
+        // The shell's Tab completion asks System.CommandLine: an enum-typed value would offer its C# member names.
+        option.CompletionSources.Clear();
         if (defaultValue is not null)
             option.DefaultValueFactory = _ => defaultValue();
         Command.Add(option);
@@ -93,6 +95,23 @@ internal sealed class CommandBuilder
         // Still parsed in a script (to refuse them with a clear message) but not offered by its help.
         MachineOptions.SetHidden(ForScript && !ScriptMayConfigureMachine);
         return MachineOptions;
+    }
+
+    /// <summary>
+    /// The completions the shell's Tab offers for an argument: none of System.CommandLine's defaults (for an enum
+    /// type they would be C# member names, not the kernel's); GFP arguments offer the kernel's flag names.
+    /// </summary>
+    private static Argument<T> WithCompletions<T>(Argument<T> argument)
+    {
+        argument.CompletionSources.Clear();
+        if (typeof(T) == typeof(KmemNative.PageAlloc.Gfp))
+        {
+            var names = new List<string>();
+            foreach (var (_, name) in KmemNative.PageAlloc.GfpFlags.PrintTable)
+                names.Add(name);
+            argument.CompletionSources.Add([.. names.Distinct()]);
+        }
+        return argument;
     }
 
     private Argument<T> Add<T>(Argument<T> argument)

@@ -54,6 +54,9 @@ internal sealed class CommandContext
     /// <summary>Boots the session's machine from <see cref="MachineConfig"/>; fails if it is already booted.</summary>
     public Machine BootMachine() => Session.Boot(MachineConfig);
 
+    /// <summary>Boots the session's machine from <paramref name="config"/>; fails if it is already booted.</summary>
+    public Machine BootMachine(MachineConfig config) => Session.Boot(config);
+
     /// <summary>The primary result (an address, a page, a pid) as text, or null.</summary>
     public string? Result { get; private set; }
 

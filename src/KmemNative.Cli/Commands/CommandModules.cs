@@ -17,6 +17,8 @@ internal static class CommandModules
         new PageInspectCommands(),
         new PagingCommands(),
         new SlabCommands(),
+        new ReplayCommands(),
+        new MapCommands(),
         new ScriptCommands(),
         new DemoCommands(),
     ];

@@ -15,24 +15,41 @@ internal sealed class ScriptCommands : ICommandModule
         registry.Add("run", "Run a script: one command per line against one machine; stops at the first error", b =>
         {
             var script = b.Argument("SCRIPT", "The script file ('-' reads standard input)");
+            var trace = b.Option("--trace", "Write the machine's kmem events (kmalloc, kfree, kmem_cache_alloc/free, mm_page_alloc/free) to FILE in ftrace format; kmem replay FILE rebuilds the same buddyinfo and slabinfo", s => s, "FILE");
             b.UsesMachine();
             return ctx =>
             {
                 string path = ctx.GetValue(script);
                 string text = ReadScript(ctx.Io, path);
                 using var session = ctx.NewScriptSession();
+                using var traceFile = ctx.GetValue(trace) is { } tracePath ? ReplayCommands.OpenOutput(tracePath) : null;
+                if (traceFile is not null)
+                {
+                    session.MachineBooted = m =>
+                    {
+                        var writer = new KmemNative.Trace.FtraceWriter(traceFile, m);
+                        writer.WriteHeader();
+                        writer.Attach();
+                    };
+                }
                 bool ok = new ScriptInterpreter(session).Run(path, LineReaders.ForText(text), stopOnError: true);
+                if (session.Machine is { } machine)
+                    machine.Tracer = null;
                 ctx.ExitCode = ok ? ExitCodes.Ok : ExitCodes.Failure;
             };
         }, CommandScope.Cli);
 
-        registry.Add("shell", "Read script commands from standard input (prompt 'kmem> ' on a terminal); errors do not end it", b =>
+        registry.Add("shell", "Read script commands from standard input; on a terminal: prompt 'kmem> ', line editing, Tab completion, history (~/.kmem_history); errors do not end it", b =>
         {
+            var history = b.Option("--history", "Keep the history in FILE [default: ~/.kmem_history]", s => s, "FILE");
+            var noHistory = b.Flag("--no-history", "Keep no history file (the session still has ↑/↓ history)");
             b.UsesMachine();
             return ctx =>
             {
                 using var session = ctx.NewScriptSession();
-                new ScriptInterpreter(session).Run("<stdin>", LineReaders.ForShell(ctx.Io), stopOnError: false);
+                var interpreter = new ScriptInterpreter(session);
+                string? file = ctx.GetValue(noHistory) ? null : ctx.GetValue(history) ?? ShellHistory.DefaultPath;
+                interpreter.Run("<stdin>", LineReaders.ForShell(ctx.Io, interpreter, session, file), stopOnError: false);
             };
         }, CommandScope.Cli);
 

@@ -37,6 +37,17 @@ internal static class LineReaders
     /// <summary>The shell's reader: a prompt only when standard input is a terminal, so piped input gives clean output.</summary>
     public static ILineReader ForShell(CliIo io) => new TextLineReader(io.In, io.InteractiveInput ? io.Out : null);
 
+    /// <summary>
+    /// The interactive shell's reader: on a terminal (<see cref="CliIo.Terminal"/>) the line editor with history in
+    /// <paramref name="historyFile"/> (null: in memory only) and Tab completion; otherwise (pipes, tests) plain lines.
+    /// </summary>
+    public static ILineReader ForShell(CliIo io, ScriptInterpreter interpreter, Session session, string? historyFile)
+    {
+        if (io.Terminal is not { } terminal)
+            return ForShell(io);
+        return new LineEditor(terminal, "kmem> ", new ShellHistory(historyFile), new ShellCompleter(session, interpreter.Variables));
+    }
+
     /// <summary>The lines of a script's text.</summary>
     public static ILineReader ForText(string text) => new TextLineReader(new StringReader(text));
 }

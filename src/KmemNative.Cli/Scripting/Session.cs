@@ -62,6 +62,9 @@ internal sealed class Session : IDisposable
     /// <summary>The booted machine, or null.</summary>
     public Machine? Machine => _machine;
 
+    /// <summary>Called once the session's machine has booted (kmem run --trace attaches its trace writer here).</summary>
+    public Action<Machine>? MachineBooted { get; set; }
+
     /// <summary>The root of the command tree (for help).</summary>
     internal Command Root => _root;
 
@@ -112,7 +115,9 @@ internal sealed class Session : IDisposable
             return _machine;
         if (!InScript && !context.DeclaresMachine)
             throw new InvalidOperationException("the command uses the machine but did not declare UsesMachine()");
-        return _machine = Machine.Boot(context.MachineConfig);
+        _machine = Machine.Boot(context.MachineConfig);
+        MachineBooted?.Invoke(_machine);
+        return _machine;
     }
 
     /// <summary>Boots the machine (the <c>boot</c> command).</summary>
@@ -120,7 +125,9 @@ internal sealed class Session : IDisposable
     {
         if (_machine is not null)
             throw new CommandFailedException("the machine is already booted: boot must come before any command that uses the machine");
-        return _machine = Machine.Boot(config);
+        _machine = Machine.Boot(config);
+        MachineBooted?.Invoke(_machine);
+        return _machine;
     }
 
     /// <summary>Shuts the machine down.</summary>

@@ -19,6 +19,8 @@ public enum FtraceEventKind
     MmPageAlloc,
     /// <summary>kmem:mm_page_free.</summary>
     MmPageFree,
+    /// <summary>kmem:mm_page_free_batched (order-0 pages freed by free_unref_folios(): <c>page=%p pfn=0x%lx order=0</c>).</summary>
+    MmPageFreeBatched,
 }
 
 /// <summary>
@@ -76,6 +78,7 @@ public struct FtraceEvent
         FtraceEventKind.KmemCacheFree => "kmem_cache_free",
         FtraceEventKind.MmPageAlloc => "mm_page_alloc",
         FtraceEventKind.MmPageFree => "mm_page_free",
+        FtraceEventKind.MmPageFreeBatched => "mm_page_free_batched",
         _ => "none",
     };
 }

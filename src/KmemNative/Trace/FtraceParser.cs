@@ -78,7 +78,7 @@ public sealed class FtraceParser
         ev.Kind = KindOf(name);
         if (ev.Kind == FtraceEventKind.None)
         {
-            OtherEventName = System.Text.Encoding.ASCII.GetString(name);
+            OtherEventName = Strings[Strings.Intern(name)];
             return FtraceLineKind.OtherEvent;
         }
         return ParseFields(fields, ref ev) ? FtraceLineKind.Event : FtraceLineKind.Malformed;
@@ -111,6 +111,7 @@ public sealed class FtraceParser
         if (name.SequenceEqual("kfree"u8)) return FtraceEventKind.Kfree;
         if (name.SequenceEqual("mm_page_alloc"u8)) return FtraceEventKind.MmPageAlloc;
         if (name.SequenceEqual("mm_page_free"u8)) return FtraceEventKind.MmPageFree;
+        if (name.SequenceEqual("mm_page_free_batched"u8)) return FtraceEventKind.MmPageFreeBatched;
         return FtraceEventKind.None;
     }
 

@@ -31,6 +31,14 @@ public sealed class FtraceReader : IDisposable
     public FtraceReader(Stream stream, bool leaveOpen = false)
     {
         _leaveOpen = leaveOpen;
+        try
+        {
+            SourceLength = stream.CanSeek ? stream.Length - stream.Position : null;
+        }
+        catch (NotSupportedException)
+        {
+            SourceLength = null;
+        }
         _buf = ArrayPool<byte>.Shared.Rent(1 << 20);
         // Peek two bytes for the gzip magic (1f 8b) without requiring a seekable stream.
         int n = 0;
@@ -51,8 +59,15 @@ public sealed class FtraceReader : IDisposable
         {
             _stream = stream;
             _end = n;
+            _decompressed = n;
         }
     }
+
+    /// <summary>Bytes of the input consumed so far (compressed bytes for gzip): for progress against <see cref="SourceLength"/>.</summary>
+    public long SourcePosition => IsGzip ? _source!.TotalRead : _decompressed;
+
+    /// <summary>The input's length when it is a seekable stream (a regular file), else null.</summary>
+    public long? SourceLength { get; }
 
     /// <summary>Opens a file, or standard input for "-".</summary>
     /// <exception cref="TraceFormatException">The file cannot be opened.</exception>

@@ -1,4 +1,5 @@
 using KmemNative.PageAlloc;
+using KmemNative.Slab;
 
 namespace KmemNative.Trace;
 
@@ -6,6 +7,14 @@ namespace KmemNative.Trace;
 /// Receives the kmem tracepoints as the emulated kernel hits them (include/trace/events/kmem.h). Attach one with
 /// <see cref="Machine.Tracer"/>; with none attached each tracepoint costs one null check, like a disabled static key.
 /// </summary>
+/// <remarks>
+/// The page allocator calls <see cref="MmPageAlloc"/> / <see cref="MmPageFree"/> for every block; the slab API
+/// (<see cref="Machine.Kmalloc(Cpu, ulong, Gfp)"/>, <see cref="Machine.Kfree(Cpu, ulong)"/>,
+/// <see cref="Machine.KmemCacheAlloc(Cpu, KmemCache, Gfp)"/>, <see cref="Machine.KmemCacheFree(Cpu, KmemCache, ulong)"/>
+/// and the kmalloc family built on them) calls the slab events where the kernel's functions do. Two emulator
+/// annotations, <see cref="KmemCacheCreate"/> and <see cref="KmemCacheDestroy"/>, have no kernel tracepoint: a trace
+/// writer puts them in comment lines, so a replay can create and destroy caches at the same points.
+/// </remarks>
 public interface IKmemTracer
 {
     /// <summary>trace_kmalloc.</summary>
@@ -25,4 +34,10 @@ public interface IKmemTracer
 
     /// <summary>trace_mm_page_free.</summary>
     void MmPageFree(Cpu cpu, ulong pfn, int order);
+
+    /// <summary>Emulator annotation: kmem_cache_create() made <paramref name="cache"/> (no kernel tracepoint).</summary>
+    void KmemCacheCreate(Cpu cpu, KmemCache cache) { }
+
+    /// <summary>Emulator annotation: kmem_cache_destroy() released <paramref name="cache"/> (no kernel tracepoint).</summary>
+    void KmemCacheDestroy(Cpu cpu, KmemCache cache) { }
 }
