@@ -1,4 +1,7 @@
 using System.Buffers.Text;
+using System.Collections.Concurrent;
+using System.Runtime.CompilerServices;
+using System.Runtime.ExceptionServices;
 using System.Diagnostics;
 using KmemNative.Arch;
 using KmemNative.PhysMem;
@@ -88,56 +91,21 @@ public static class TraceReplay
             _ => throw new InvalidOperationException($"no replayer for {machine.GetType().Name}"),
         };
 
-        var ev = default(FtraceEvent);
-        long events = 0;
-        long nextProgress = options.ProgressInterval;
+        var state = new RunState(replayer, result, options);
         try
         {
-            while (haveLine || reader.TryReadLine(out line))
-            {
-                haveLine = false;
-                long number = reader.LineNumber;
-                switch (parser.Parse(line, ref ev))
-                {
-                    case FtraceLineKind.Event:
-                        replayer.Replay(ref ev, number);
-                        if (++events >= options.MaxEvents)
-                        {
-                            result.StoppedAtLimit = true;
-                            goto done;
-                        }
-                        break;
-                    case FtraceLineKind.Comment:
-                        if (TraceAnnotation.IsAnnotation(line))
-                            Annotation(replayer, result, options, line, number);
-                        break;
-                    case FtraceLineKind.LostEvents:
-                        result.LostMarkers++;
-                        result.LostEvents += parser.LostCount;
-                        replayer.Lost();
-                        break;
-                    case FtraceLineKind.OtherEvent:
-                        result.OtherEvents[parser.OtherEventName!] = result.OtherEvents.GetValueOrDefault(parser.OtherEventName!) + 1;
-                        break;
-                    default:
-                        Malformed(result, options, number, parser.Error ?? "not a trace line");
-                        break;
-                }
-                if (number >= nextProgress && options.Progress is { } progress)
-                {
-                    nextProgress = number + options.ProgressInterval;
-                    progress(new TraceReplayProgress(number, reader.SourcePosition, reader.SourceLength, Done: false));
-                }
-            }
-        done:;
+            if (options.Pipelined && Environment.ProcessorCount > 1)
+                RunPipelined(reader, parser, haveLine ? line.ToArray() : null, reader.LineNumber, state);
+            else
+                RunInline(reader, parser, haveLine, line, state);
         }
         finally
         {
             replayer.Finish();
-            result.Lines = reader.LineNumber;
-            result.TextBytes = reader.BytesRead;
+            result.Lines = state.StopLine > 0 ? state.StopLine : state.Lines > 0 ? state.Lines : reader.LineNumber;
+            result.TextBytes = state.TextBytes > 0 ? state.TextBytes : reader.BytesRead;
         }
-        options.Progress?.Invoke(new TraceReplayProgress(reader.LineNumber, reader.SourcePosition, reader.SourceLength, Done: true));
+        options.Progress?.Invoke(new TraceReplayProgress(result.Lines, reader.SourcePosition, reader.SourceLength, Done: true));
         result.Elapsed = clock.Elapsed;
         result.Buddyinfo = machine.Proc.Buddyinfo();
         foreach (var s in machine.KmemCaches)
@@ -148,6 +116,121 @@ public static class TraceReplay
         }
         result.CachesByMemory.Sort((a, b) => b.Bytes != a.Bytes ? b.Bytes.CompareTo(a.Bytes) : string.CompareOrdinal(a.Info.Name, b.Info.Name));
         return result;
+    }
+
+    /// <summary>What the consuming loop keeps between lines.</summary>
+    private sealed class RunState(ITraceReplayer replayer, TraceReplayResult result, TraceReplayOptions options)
+    {
+        public readonly ITraceReplayer Replayer = replayer;
+        public readonly TraceReplayResult Result = result;
+        public readonly TraceReplayOptions Options = options;
+        public long Events;
+        public long Lines, TextBytes, StopLine;
+        public long NextProgress = options.ProgressInterval;
+    }
+
+    /// <summary>One thread: read, parse and replay each line in turn.</summary>
+    private static void RunInline(FtraceReader reader, FtraceParser parser, bool haveLine, ReadOnlySpan<byte> line, RunState state)
+    {
+        var item = default(TraceItem);
+        while (haveLine || reader.TryReadLine(out line))
+        {
+            haveLine = false;
+            if (TracePipeline.Parse(parser, line, reader.LineNumber, ref item) && !Consume(ref item, state))
+                break;
+            if (reader.LineNumber >= state.NextProgress && state.Options.Progress is { } progress)
+            {
+                state.NextProgress = reader.LineNumber + state.Options.ProgressInterval;
+                progress(new TraceReplayProgress(reader.LineNumber, reader.SourcePosition, reader.SourceLength, Done: false));
+            }
+        }
+        state.Lines = reader.LineNumber;
+        state.TextBytes = reader.BytesRead;
+    }
+
+    /// <summary>Two threads: a reader thread decompresses and parses into batches, this one replays them (<see cref="TracePipeline"/>).</summary>
+    private static void RunPipelined(FtraceReader reader, FtraceParser parser, byte[]? firstLine, long firstNumber, RunState state)
+    {
+        var pool = TraceBatch.NewPool();
+        using var queue = new BlockingCollection<TraceBatch>(TracePipeline.QueueDepth);
+        var stop = new StrongBox<bool>();
+        var thread = TracePipeline.StartReader(reader, parser, firstLine, firstNumber, queue, pool, stop);
+        try
+        {
+            foreach (var batch in queue.GetConsumingEnumerable())
+            {
+                bool go = true;
+                for (int i = 0; i < batch.Count && go; i++)
+                    go = Consume(ref batch.Items[i], state);
+                state.Lines = batch.Lines;
+                state.TextBytes = batch.TextBytes;
+                var error = batch.Error;
+                if (batch.Lines >= state.NextProgress && state.Options.Progress is { } progress)
+                {
+                    state.NextProgress = batch.Lines + state.Options.ProgressInterval;
+                    progress(new TraceReplayProgress(batch.Lines, batch.SourcePosition, reader.SourceLength, Done: false));
+                }
+                pool.Return(batch);
+                if (error is not null)
+                    ExceptionDispatchInfo.Capture(error).Throw();
+                if (!go)
+                    break;
+            }
+        }
+        finally
+        {
+            // Stop the reader (early end, error) and let it finish its last batch.
+            Volatile.Write(ref stop.Value, true);
+            while (!queue.IsCompleted)
+            {
+                if (queue.TryTake(out var rest, 50))
+                    pool.Return(rest);
+            }
+            thread.Join();
+        }
+    }
+
+    /// <summary>Replays or accounts one parsed line; false when the replay must stop (--limit reached).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static bool Consume(ref TraceItem item, RunState state)
+    {
+        if (item.Kind == FtraceLineKind.Event)
+        {
+            state.Replayer.Replay(ref item.Event, item.Line);
+            if (++state.Events >= state.Options.MaxEvents)
+            {
+                // Lines counts up to this event, whether or not a reader thread has read further.
+                state.Result.StoppedAtLimit = true;
+                state.StopLine = item.Line;
+                return false;
+            }
+            return true;
+        }
+        ConsumeOther(ref item, state);
+        return true;
+    }
+
+    private static void ConsumeOther(ref TraceItem item, RunState state)
+    {
+        var result = state.Result;
+        switch (item.Kind)
+        {
+            case FtraceLineKind.Comment:
+                state.Replayer.Annotate((TraceAnnotationInfo)item.Extra!, (int)item.Number, item.Line);
+                break;
+            case FtraceLineKind.LostEvents:
+                result.LostMarkers++;
+                result.LostEvents += item.Number;
+                state.Replayer.Lost();
+                break;
+            case FtraceLineKind.OtherEvent:
+                string name = (string)item.Extra!;
+                result.OtherEvents[name] = result.OtherEvents.GetValueOrDefault(name) + 1;
+                break;
+            default:
+                Malformed(result, state.Options, item.Line, (string)item.Extra!);
+                break;
+        }
     }
 
     /// <summary>Replays a trace file onto a machine booted by <paramref name="boot"/> (a convenience over <see cref="Run"/>).</summary>
@@ -162,24 +245,11 @@ public static class TraceReplay
     private static void ReadHeaderComment(ReadOnlySpan<byte> t, ref int? cpus, ref long? entries)
     {
         int p = t.IndexOf("#P:"u8);
-        if (p > 0 && Utf8Parser.TryParse(t[(p + 3)..], out int n, out _) && n > 0)
+        if (p >= 0 && Utf8Parser.TryParse(t[(p + 3)..], out int n, out _) && n > 0)
             cpus = n;
         int e = t.IndexOf("entries-in-buffer/entries-written: "u8);
         if (e >= 0 && Utf8Parser.TryParse(t[(e + "entries-in-buffer/entries-written: ".Length)..], out long count, out _))
             entries = count;
-    }
-
-    private static void Annotation(ITraceReplayer replayer, TraceReplayResult result, TraceReplayOptions options, ReadOnlySpan<byte> line, long number)
-    {
-        var a = TraceAnnotation.Parse(line, out string? error);
-        if (a is null)
-        {
-            if (error is not null)
-                Malformed(result, options, number, error);
-            return;
-        }
-        if (a.Kind is TraceAnnotationKind.KmemCacheCreate or TraceAnnotationKind.KmemCacheDestroy)
-            replayer.Annotate(a, number);
     }
 
     private static void Malformed(TraceReplayResult result, TraceReplayOptions options, long line, string why)

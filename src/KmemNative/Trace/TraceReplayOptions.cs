@@ -13,6 +13,12 @@ public sealed record TraceReplayOptions
     /// </summary>
     public bool SkipSlabPages { get; init; } = true;
 
+    /// <summary>
+    /// Read, decompress and parse on a second thread while this one replays (when the host has more than one
+    /// core). Off: everything on the calling thread. The result is the same either way.
+    /// </summary>
+    public bool Pipelined { get; init; } = true;
+
     /// <summary>How many malformed lines are reported with their line number and reason (the rest are counted).</summary>
     public int MalformedReportLimit { get; init; } = 10;
 

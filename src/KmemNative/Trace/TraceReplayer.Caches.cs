@@ -104,14 +104,13 @@ internal sealed unsafe partial class TraceReplayer<TArch>
 
     // ---- annotations, lost events, the end -----------------------------------------------------------------
 
-    public void Annotate(TraceAnnotationInfo a, long line)
+    public void Annotate(TraceAnnotationInfo a, int nameId, long line)
     {
         if ((uint)a.Cpu >= (uint)_cpus.Length || _cpus[a.Cpu] is not { } cpu)
         {
             Skip(ReplaySkip.CpuUnavailable, a.Kind == TraceAnnotationKind.KmemCacheCreate ? FtraceEventKind.KmemCacheAlloc : FtraceEventKind.KmemCacheFree);
             return;
         }
-        int nameId = _strings.Intern(a.Name);
         if (nameId >= _caches.Length)
             Array.Resize(ref _caches, Math.Max(nameId + 1, _caches.Length * 2));
         ref var slot = ref _caches[nameId];

@@ -10,7 +10,7 @@ namespace KmemNative.Trace;
 internal interface ITraceReplayer
 {
     void Replay(ref FtraceEvent ev, long line);
-    void Annotate(TraceAnnotationInfo a, long line);
+    void Annotate(TraceAnnotationInfo a, int nameId, long line);
     void Lost();
     void Finish();
 }
