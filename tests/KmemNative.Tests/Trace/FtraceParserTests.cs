@@ -173,3 +173,42 @@ public class FtraceParserTests
         Assert.Equal(0, events);
     }
 }
+
+public class FtraceParserShapeTests
+{
+    private static (FtraceLineKind Kind, FtraceEvent Ev, FtraceParser P) Parse(string line)
+    {
+        var p = new FtraceParser();
+        var ev = default(FtraceEvent);
+        return (p.Parse(System.Text.Encoding.ASCII.GetBytes(line), ref ev), ev, p);
+    }
+
+    [Fact]
+    public void Mm_page_free_batched_and_node_numbers_parse()
+    {
+        var (kind, ev, _) = Parse("          <idle>-0       [001] d.s2.  1.000001: mm_page_free_batched: page=ffffea0004523c00 pfn=0x1148f0 order=0");
+        Assert.Equal((FtraceLineKind.Event, FtraceEventKind.MmPageFreeBatched, 0x1148f0UL, 0), (kind, ev.Kind, ev.Pfn, ev.Pid));
+        (kind, ev, _) = Parse("  kworker/0:1-12 [000] ..... 2.5: kmalloc: call_site=a+0x1/0x2 ptr=ffff888100000000 bytes_req=8 bytes_alloc=8 gfp_flags=none node=0 accounted=false");
+        Assert.Equal((FtraceLineKind.Event, 0, Gfp.None), (kind, ev.Node, ev.Gfp));
+    }
+
+    [Fact]
+    public void Nanosecond_timestamps_and_extra_trailing_fields_are_accepted()
+    {
+        var (kind, ev, _) = Parse("  bash-1 [000] ..... 12.123456789: kfree: call_site=x+0x1/0x2 ptr=ffff888100000000 extra=1");
+        Assert.Equal(FtraceLineKind.Event, kind);
+        Assert.Equal(12_123_456L, ev.TimestampUs);
+    }
+
+    [Fact]
+    public void Interned_strings_are_shared_and_grow_the_table()
+    {
+        var p = new FtraceParser();
+        var ev = default(FtraceEvent);
+        for (int i = 0; i < 2000; i++)
+            p.Parse(System.Text.Encoding.ASCII.GetBytes($"  task{i % 700}-1 [000] ..... 1.0: kfree: call_site=site{i}+0x1/0x2 ptr=0"), ref ev);
+        Assert.Equal("task599", p.Strings[ev.CommId]);
+        Assert.Equal("site1999+0x1/0x2", p.Strings[ev.CallSiteId]);
+        Assert.Equal(p.Strings.Intern("task5"), p.Strings.Intern(System.Text.Encoding.ASCII.GetBytes("task5")));
+    }
+}
