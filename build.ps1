@@ -281,6 +281,15 @@ function Invoke-Demo {
     Invoke-Build
     Say 'kmem demo'
     Invoke-Exe $Kmem @('demo')
+    $pictures = Join-Path $Artifacts 'pictures'
+    New-Item -ItemType Directory -Force -Path $pictures | Out-Null
+    $trace = 'src/KmemNative.Cli/Traces/kmem-trace-a.txt.gz'
+    Say "kmem replay $trace"
+    Invoke-Exe $Kmem @('replay', $trace, '--svg', (Join-Path $pictures 'replay-a-physical.svg'), '--frag-svg', (Join-Path $pictures 'replay-a-fragmentation.svg'))
+    Invoke-Exe $Kmem @('map', '--virt', '--arch', 'i386', '--mem', '1G', '--svg', (Join-Path $pictures 'virtual-i386.svg'))
+    Invoke-Exe $Kmem @('map', '--virt', '--arch', 'x86_64', '--mem', '4G', '--svg', (Join-Path $pictures 'virtual-x86_64.svg'))
+    Invoke-Exe $Kmem @('map', '--arch', 'i386', '--mem', '64M', '--svg', (Join-Path $pictures 'physical-i386-64M.svg'))
+    Say "pictures in $pictures"
 }
 
 function Invoke-Bench([string[]] $BenchArgs) {

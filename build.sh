@@ -27,6 +27,9 @@ RESULTS_DIR="$ARTIFACTS/test-results"
 NATIVE_DIR="$ROOT/native"
 NATIVE_BUILD="$NATIVE_DIR/build"
 NATIVE_APT_PACKAGES=(cmake g++ libbenchmark-dev zlib1g-dev)
+# The procps integration test runs the real free/slabtop/vmstat on the emulator's /proc files.
+TEST_APT_PACKAGES=(procps)
+TRACE_A="src/KmemNative.Cli/Traces/kmem-trace-a.txt.gz"
 
 case "$(uname -s)" in
   MINGW* | MSYS* | CYGWIN*) EXE_SUFFIX=".exe" ;;
@@ -80,7 +83,8 @@ verbs:
   test                  build, run all test runners (dotnet test; ctest when native/CMakeLists.txt exists),
                         print "N passed, N failed"; fails if any test failed or none ran
   native                publish src/KmemNative.Interop (NativeAOT) and build/test native/ with CMake + ctest
-  demo                  build, then run `artifacts/bin/kmem demo`
+  demo                  build, run `artifacts/bin/kmem demo` (tour + study scripts), replay the shipped trace A
+                        and write pictures of memory to artifacts/pictures/ (PNG too when rsvg-convert exists)
   bench [--quick] [ARGS...]
                         run the BenchmarkDotNet suite (Release); arguments go to the benchmark program
   kmem [ARGS...]        run the CLI, rebuilding it first if any src/**/*.cs or *.csproj is newer
@@ -182,6 +186,7 @@ run_native_tests() {
 }
 
 do_test() {
+  ensure_apt_packages test "${TEST_APT_PACKAGES[@]}" || warn "test: could not install ${TEST_APT_PACKAGES[*]}; the procps test will be skipped"
   do_build
   mkdir -p "$RESULTS_DIR"
   rm -f "$RESULTS_DIR/summary.txt"
@@ -223,15 +228,20 @@ native_platform() {
 
 is_root() { [[ "$(id -u 2>/dev/null || echo 1)" == "0" ]]; }
 
-ensure_native_packages() {
-  command -v dpkg-query >/dev/null 2>&1 || return 0 # not Debian/Ubuntu: the host provides the toolchain
+ensure_native_packages() { ensure_apt_packages native "${NATIVE_APT_PACKAGES[@]}"; }
+
+# ensure_apt_packages WHAT PACKAGE...: apt-get install the missing ones when root on Debian/Ubuntu; else say so.
+ensure_apt_packages() {
+  local what="$1"
+  shift
+  command -v dpkg-query >/dev/null 2>&1 || return 0 # not Debian/Ubuntu: the host provides them
   local missing=() p
-  for p in "${NATIVE_APT_PACKAGES[@]}"; do
+  for p in "$@"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
   done
   ((${#missing[@]} > 0)) || return 0
   if ! is_root; then
-    warn "native: missing packages ${missing[*]}; not root, so not installing them (sudo apt-get install -y ${missing[*]})"
+    warn "$what: missing packages ${missing[*]}; not root, so not installing them (sudo apt-get install -y ${missing[*]})"
     return 0
   fi
   say "apt-get install ${missing[*]}"
@@ -279,6 +289,18 @@ do_demo() {
   do_build
   say "kmem demo"
   "$KMEM" demo
+  mkdir -p "$ARTIFACTS/pictures"
+  say "kmem replay $TRACE_A (a real Linux 6.18 trace: 671,005 lines)"
+  "$KMEM" replay "$TRACE_A" --svg "$ARTIFACTS/pictures/replay-a-physical.svg" --frag-svg "$ARTIFACTS/pictures/replay-a-fragmentation.svg"
+  say "kmem map --virt: the virtual address space of both profiles"
+  "$KMEM" map --virt --arch i386 --mem 1G --svg "$ARTIFACTS/pictures/virtual-i386.svg"
+  "$KMEM" map --virt --arch x86_64 --mem 4G --svg "$ARTIFACTS/pictures/virtual-x86_64.svg"
+  "$KMEM" map --arch i386 --mem 64M --svg "$ARTIFACTS/pictures/physical-i386-64M.svg"
+  if command -v rsvg-convert >/dev/null 2>&1; then
+    local f
+    for f in "$ARTIFACTS"/pictures/*.svg; do rsvg-convert "$f" -o "${f%.svg}.png"; done
+  fi
+  say "pictures in ${ARTIFACTS#"$ROOT/"}/pictures/"
 }
 
 do_bench() {
