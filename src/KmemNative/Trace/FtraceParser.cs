@@ -31,6 +31,8 @@ public sealed class FtraceParser
     public string? OtherEventName { get; private set; }
 
     /// <summary>Parses one line (without its newline) into <paramref name="ev"/>.</summary>
+    // Optimised at its first call: a cold kmem process parses 671,005 lines before tiering would catch up.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public FtraceLineKind Parse(ReadOnlySpan<byte> line, ref FtraceEvent ev)
     {
         Error = null;
@@ -135,6 +137,8 @@ public sealed class FtraceParser
         return true;
     }
 
+    // Optimised at its first call: a cold kmem process parses 671,005 lines before tiering would catch up.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool ParseFields(ReadOnlySpan<byte> f, ref FtraceEvent ev)
     {
         switch (ev.Kind)
