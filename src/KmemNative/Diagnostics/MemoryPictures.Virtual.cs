@@ -80,7 +80,7 @@ public static partial class MemoryPictures
             string? detail = a.Kind switch
             {
                 AddressKind.Logical => F($"PAGE_OFFSET {Hex(a.Start)} → phys {Hex(a.Start - machine.PageOffset)}–{Hex(last - machine.PageOffset)}; ends at high_memory {Hex(machine.HighMemory)}"),
-                AddressKind.Vmalloc => F($"VMALLOC_START {Hex(machine.VmallocStart)} – VMALLOC_END {Hex(machine.VmallocEnd)}; {machine.VmallocAreas.Count} areas in use"),
+                AddressKind.Vmalloc => F($"VMALLOC_START {Hex(machine.VmallocStart)} – VMALLOC_END {Hex(machine.VmallocEnd)}; areas in use: {machine.VmallocAreas.Count}"),
                 AddressKind.Pkmap => F($"PKMAP_BASE {Hex(a.Start)}: LAST_PKMAP {(last + 1 - a.Start) >> PageSize.Shift} slots for kmap()"),
                 AddressKind.Fixmap => F($"FIXADDR_START {Hex(a.Start)}: kmap_local slots, APIC, boot-time mappings"),
                 AddressKind.KernelText => F($"__START_KERNEL_map {Hex(a.Start)}: kernel image at phys {Hex(machine.Image.Start)}"),

@@ -83,7 +83,9 @@ public static partial class MemoryPictures
         // Rows per zone band: cells from the zone's start (rounded down to a cell) to its end.
         var bands = map.Zones.Select(z =>
         {
-            ulong first = z.StartPfn / cellPages * cellPages;
+            // Rows start at a multiple of a row's pages, so the address labels are round numbers.
+            ulong rowPages = cellPages * (ulong)columns;
+            ulong first = z.StartPfn / rowPages * rowPages;
             ulong cells = (z.EndPfn - first + cellPages - 1) / cellPages;
             return (Zone: z, First: first, Cells: cells, Rows: (cells + (ulong)columns - 1) / (ulong)columns);
         }).ToList();
