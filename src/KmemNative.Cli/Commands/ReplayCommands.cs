@@ -30,7 +30,7 @@ internal sealed class ReplayCommands : ICommandModule
     {
         registry.Add("replay", "Replay a kmem ftrace (kmalloc/kfree, kmem_cache_alloc/free, mm_page_alloc/free; plain or gzip, '-' = stdin) and summarise it", b =>
         {
-            var file = b.Argument("FILE", "The trace: ftrace text as /sys/kernel/tracing/trace prints it, plain or .gz; '-' reads standard input");
+            var file = b.Argument("FILE", "The trace: ftrace text as /sys/kernel/tracing/trace prints it, plain or .gz; '-' reads standard input. Exit codes: 0 replayed, 1 unreadable, empty, truncated or not a trace (or a malformed line with --strict), 2 bad arguments");
             var json = b.Flag("--json", "Print the summary as one JSON object (events, replayed, skipped, failed, malformed, kmalloc_size_class_mismatches, ...)");
             var strict = b.Flag("--strict", "A malformed line is an error (exit 1) instead of being reported and skipped");
             var trace = b.Option("--trace", "Write the emulator's own kmem events during the replay to FILE, in ftrace format", s => s, "FILE");
