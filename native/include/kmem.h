@@ -275,7 +275,8 @@ KMEM_API int32_t kmem_check(kmem_machine_t m);
  * 0, -EBUSY (another live thread holds it), -EINVAL (no such CPU), -EBADF. */
 KMEM_API int32_t kmem_cpu_get(kmem_machine_t m, int32_t cpu_id, kmem_cpu_t *out);
 
-/* Releases a CPU the calling thread holds; the handle becomes stale. 0 or -EBADF. */
+/* Releases a CPU the calling thread holds; the handle becomes stale (and so do kmem_cache_fast bindings on it).
+ * 0, -EBADF, or -EBUSY when called by another thread than the owner. Release a CPU before its thread ends. */
 KMEM_API int32_t kmem_cpu_put(kmem_cpu_t cpu);
 
 /* smp_processor_id() of the handle, or -EBADF. */
@@ -288,8 +289,9 @@ KMEM_API int32_t kmem_cpu_id(kmem_cpu_t cpu);
  * pointer: kmem_phys_to_host(m, pfn << 12). */
 KMEM_API int64_t kmem_alloc_pages(kmem_cpu_t cpu, kmem_gfp_t gfp, uint32_t order);
 
-/* __free_pages(pfn_to_page(pfn), order). 0, or -EINVAL with the kernel's "BUG: Bad page state" report (double
- * free, wrong order, tail page...); nothing changes then. */
+/* __free_pages(pfn_to_page(pfn), order). 0; -EINVAL with the kernel's "BUG: Bad page state" report (double free,
+ * wrong order, tail page, reserved page...) or a bad order; -EFAULT for a pfn beyond max_pfn. Nothing changes on
+ * failure. */
 KMEM_API int32_t kmem_free_pages(kmem_cpu_t cpu, uint64_t pfn, uint32_t order);
 
 /* __get_free_pages(): like alloc_pages but returns the block's host pointer (lowmem only; NULL on failure). */
@@ -313,8 +315,10 @@ KMEM_API void *kmem_krealloc(kmem_cpu_t cpu, void *p, size_t new_size, kmem_gfp_
  * start of a kmalloc allocation. */
 KMEM_API int64_t kmem_ksize(kmem_cpu_t cpu, const void *p);
 
-/* kfree(): NULL and KMEM_ZERO_SIZE_PTR do nothing. 0, or -EINVAL with SLUB's report for an invalid pointer or a
- * double free detected (nothing is freed then). */
+/* kfree(): NULL and KMEM_ZERO_SIZE_PTR do nothing. 0, or -EINVAL with SLUB's report (or the oops for a pointer
+ * outside the machine) when it detects an invalid pointer or a double free; nothing is freed then. As in the
+ * kernel, the per-CPU fast path does not check that an object of the CPU's current slab is freed at its start
+ * (a pointer into the middle corrupts the freelist, and kmem_check reports it); slab_debug checks every free. */
 KMEM_API int32_t kmem_kfree(kmem_cpu_t cpu, const void *p);
 
 /* kfree_bulk(): objects of any caches and large allocations. 0 or the first error. */
@@ -363,7 +367,8 @@ KMEM_API int32_t kmem_cache_shrink(kmem_cpu_t cpu, kmem_cache_t cache);
 /* kmem_cache_alloc(): host pointer of a new object, NULL on failure. The exported call: validated handles. */
 KMEM_API void *kmem_cache_alloc(kmem_cpu_t cpu, kmem_cache_t cache, kmem_gfp_t gfp);
 
-/* kmem_cache_free(): 0, or -EINVAL with SLUB's report (not an object of the cache, double free...). */
+/* kmem_cache_free(): 0, or -EINVAL with SLUB's report (not an object of the cache, double free...; the same
+ * fast-path caveat as kmem_kfree). NULL does nothing. */
 KMEM_API int32_t kmem_cache_free(kmem_cpu_t cpu, kmem_cache_t cache, void *p);
 
 /* kmem_cache_alloc_bulk(): fills p[0..n); returns n, or 0 (nothing allocated) on failure. */
