@@ -264,7 +264,8 @@ KMEM_API int32_t kmem_machine_destroy(kmem_machine_t m);
 KMEM_API int32_t kmem_machine_info(kmem_machine_t m, struct kmem_machine_info *info);
 
 /* Walks every free list, struct page and slab and checks that they agree and that pages are conserved.
- * 0, or -EIO with the disagreements in kmem_last_error(). */
+ * 0, or -EIO with the disagreements in kmem_last_error(). Run it while no other thread allocates or frees on the
+ * machine: a snapshot taken in the middle of another CPU's operation can disagree with itself. */
 KMEM_API int32_t kmem_check(kmem_machine_t m);
 
 /* ------------------------------------------------------------------------------------------------ CPUs */
