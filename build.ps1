@@ -1,7 +1,7 @@
 #!/usr/bin/env pwsh
 # KmemNative build entry point (PowerShell 7 twin of build.sh; same verbs, output and exit codes).
 #
-#   pwsh ./build.ps1 build | test | native | demo | bench [--quick] [ARGS...] | kmem [ARGS...] | clean | help
+#   pwsh ./build.ps1 build | test | native | demo | bench [--quick] [--native] [ARGS...] | kmem [ARGS...] | clean | help
 #
 # Runs under the repository's local tool:  dotnet tool restore; dotnet tool run pwsh -- -NoProfile -File ./build.ps1 build
 # No param() block on purpose: every argument (also --help, -h, --quick) arrives verbatim in $args.
@@ -87,8 +87,9 @@ verbs:
                         print "N passed, N failed"; fails if any test failed or none ran
   native                publish src/KmemNative.Interop (NativeAOT) and build/test native/ with CMake + ctest
   demo                  build, then run `artifacts/bin/kmem demo`
-  bench [--quick] [ARGS...]
-                        run the BenchmarkDotNet suite (Release); arguments go to the benchmark program
+  bench [--quick] [--native] [ARGS...]
+                        run the BenchmarkDotNet suite (Release; arguments go to the benchmark program), then the
+                        C ABI's Google Benchmark run against glibc (skipped with --filter); --native: only the latter
   kmem [ARGS...]        run the CLI, rebuilding it first if any src/**/*.cs or *.csproj is newer
   clean                 dotnet clean, remove artifacts/ and native/build/
   help                  this text
@@ -240,11 +241,8 @@ function Install-NativePackages {
     Invoke-Exe apt-get (@('install', '-y', '-qq', '--no-install-recommends') + $missing)
 }
 
-function Invoke-Native {
-    if (-not (Test-Path -LiteralPath (Join-Path $NativeDir 'CMakeLists.txt'))) {
-        Write-Output 'native: nothing to build (native/CMakeLists.txt missing)'
-        return
-    }
+# Publishes the interop library (NativeAOT, host RID) and builds native/ with CMake.
+function Build-Native {
     $platform = Get-NativePlatform
     Install-NativePackages
     $libDir = Join-Path $Artifacts "native/$($platform.Rid)"
@@ -263,6 +261,15 @@ function Invoke-Native {
         "-DKMEM_NATIVE_LIB_DIR=$libDir", "-DKMEM_NATIVE_LIB=$lib")
     Say 'cmake build'
     Invoke-Exe cmake @('--build', $NativeBuild, '--config', $Config, '--parallel', $jobs)
+}
+
+function Invoke-Native {
+    if (-not (Test-Path -LiteralPath (Join-Path $NativeDir 'CMakeLists.txt'))) {
+        Write-Output 'native: nothing to build (native/CMakeLists.txt missing)'
+        return
+    }
+    Build-Native
+    $jobs = [string] [Environment]::ProcessorCount
     Say 'ctest'
     New-Item -ItemType Directory -Force -Path $ResultsDir | Out-Null
     $junit = Join-Path $ResultsDir 'ctest-junit.xml'
@@ -274,6 +281,20 @@ function Invoke-Native {
         $rc = $LASTEXITCODE
     } finally { Pop-Location }
     if ($rc -ne 0) { Fail "ctest exited with code $rc" $rc }
+}
+
+# The Google Benchmark run of the C ABI (native/bench): builds what it needs, prints its ratio table.
+function Invoke-NativeBench([bool] $Quick) {
+    if (-not (Test-Path -LiteralPath (Join-Path $NativeDir 'CMakeLists.txt'))) {
+        Warn 'bench: no native/CMakeLists.txt, no native benchmark'
+        return
+    }
+    Build-Native
+    $bench = Join-Path $NativeBuild ($IsWindows ? "$Config/kmem_bench.exe" : 'kmem_bench')
+    if (-not (Test-Path -LiteralPath $bench)) { Fail "bench: $bench was not built (is Google Benchmark installed?)" }
+    $minTime = $Quick ? '0.2' : '1'
+    Say 'native benchmark (C ABI vs glibc)'
+    Invoke-Exe $bench @("--benchmark_min_time=$minTime", '--benchmark_color=false')
 }
 
 # ------------------------------------------------------------------ other verbs
@@ -293,8 +314,15 @@ function Invoke-Demo {
 }
 
 function Invoke-Bench([string[]] $BenchArgs) {
+    # --native: only the C ABI benchmark; otherwise the BenchmarkDotNet suite, then the C ABI benchmark.
+    $quick = $BenchArgs -contains '--quick'
+    if ($BenchArgs -contains '--native') {
+        Invoke-NativeBench $quick
+        return
+    }
     Assert-Dotnet
     Invoke-Exe dotnet (@('run', '-c', $Config, '--project', $BenchProj) + $RunFlags + @('--') + $BenchArgs)
+    if (-not (($BenchArgs -contains '--filter') -or ($BenchArgs -contains '-f'))) { Invoke-NativeBench $quick }
 }
 
 function Test-CliStale {

@@ -5,7 +5,7 @@
 #   ./build.sh test             build, run every test runner, print "N passed, N failed"
 #   ./build.sh native           NativeAOT interop library + CMake/ctest under native/ (if native/CMakeLists.txt)
 #   ./build.sh demo             build, then artifacts/bin/kmem demo
-#   ./build.sh bench [--quick] [ARGS...]
+#   ./build.sh bench [--quick] [--native] [ARGS...]
 #   ./build.sh kmem [ARGS...]   (re)build the CLI when stale, then run it
 #   ./build.sh clean
 #
@@ -85,8 +85,9 @@ verbs:
   native                publish src/KmemNative.Interop (NativeAOT) and build/test native/ with CMake + ctest
   demo                  build, run `artifacts/bin/kmem demo` (tour + study scripts), replay the shipped trace A
                         and write pictures of memory to artifacts/pictures/ (PNG too when rsvg-convert exists)
-  bench [--quick] [ARGS...]
-                        run the BenchmarkDotNet suite (Release); arguments go to the benchmark program
+  bench [--quick] [--native] [ARGS...]
+                        run the BenchmarkDotNet suite (Release; arguments go to the benchmark program), then the
+                        C ABI's Google Benchmark run against glibc (skipped with --filter); --native: only the latter
   kmem [ARGS...]        run the CLI, rebuilding it first if any src/**/*.cs or *.csproj is newer
   clean                 dotnet clean, remove artifacts/ and native/build/
   help                  this text
@@ -250,38 +251,59 @@ ensure_apt_packages() {
   apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null
 }
 
+# Publishes the interop library (NativeAOT, host RID) and builds native/ with CMake; sets NATIVE_LIB_DIR.
+build_native() {
+  native_platform
+  ensure_native_packages
+  NATIVE_LIB_DIR="$ARTIFACTS/native/$NATIVE_RID"
+  if [[ -d "$INTEROP_PROJ" ]]; then
+    require_dotnet
+    say "publish $INTEROP_PROJ ($NATIVE_RID) -> ${NATIVE_LIB_DIR#"$ROOT/"}"
+    dotnet publish "$INTEROP_PROJ" -c "$CONFIG" -r "$NATIVE_RID" -o "$NATIVE_LIB_DIR" "${DOTNET_FLAGS[@]}"
+    if [[ ! -f "$NATIVE_LIB_DIR/$NATIVE_LIB" ]]; then
+      warn "native: publish produced no $NATIVE_LIB in ${NATIVE_LIB_DIR#"$ROOT/"}"
+    fi
+  fi
+  command -v cmake >/dev/null 2>&1 || die "native: cmake not found"
+  NATIVE_JOBS="$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)"
+  say "cmake configure native -> ${NATIVE_BUILD#"$ROOT/"}"
+  cmake -S "$NATIVE_DIR" -B "$NATIVE_BUILD" --no-warn-unused-cli \
+    -DCMAKE_BUILD_TYPE="$CONFIG" \
+    -DKMEM_NATIVE_RID="$NATIVE_RID" \
+    -DKMEM_NATIVE_LIB_DIR="$NATIVE_LIB_DIR" \
+    -DKMEM_NATIVE_LIB="$NATIVE_LIB_DIR/$NATIVE_LIB"
+  say "cmake build"
+  cmake --build "$NATIVE_BUILD" --config "$CONFIG" --parallel "$NATIVE_JOBS"
+}
+
 do_native() {
   if [[ ! -f "$NATIVE_DIR/CMakeLists.txt" ]]; then
     echo "native: nothing to build (native/CMakeLists.txt missing)"
     exit 0
   fi
-  native_platform
-  ensure_native_packages
-  local lib_dir="$ARTIFACTS/native/$NATIVE_RID"
-  if [[ -d "$INTEROP_PROJ" ]]; then
-    require_dotnet
-    say "publish $INTEROP_PROJ ($NATIVE_RID) -> ${lib_dir#"$ROOT/"}"
-    dotnet publish "$INTEROP_PROJ" -c "$CONFIG" -r "$NATIVE_RID" -o "$lib_dir" "${DOTNET_FLAGS[@]}"
-    if [[ ! -f "$lib_dir/$NATIVE_LIB" ]]; then
-      warn "native: publish produced no $NATIVE_LIB in ${lib_dir#"$ROOT/"}"
-    fi
-  fi
-  command -v cmake >/dev/null 2>&1 || die "native: cmake not found"
-  local jobs
-  jobs="$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)"
-  say "cmake configure native -> ${NATIVE_BUILD#"$ROOT/"}"
-  cmake -S "$NATIVE_DIR" -B "$NATIVE_BUILD" --no-warn-unused-cli \
-    -DCMAKE_BUILD_TYPE="$CONFIG" \
-    -DKMEM_NATIVE_RID="$NATIVE_RID" \
-    -DKMEM_NATIVE_LIB_DIR="$lib_dir" \
-    -DKMEM_NATIVE_LIB="$lib_dir/$NATIVE_LIB"
-  say "cmake build"
-  cmake --build "$NATIVE_BUILD" --config "$CONFIG" --parallel "$jobs"
+  build_native
   say "ctest"
   mkdir -p "$RESULTS_DIR"
   rm -f "$RESULTS_DIR/ctest-junit.xml"
-  (cd "$NATIVE_BUILD" && ctest -C "$CONFIG" --output-on-failure --parallel "$jobs" \
+  (cd "$NATIVE_BUILD" && ctest -C "$CONFIG" --output-on-failure --parallel "$NATIVE_JOBS" \
     --output-junit "$RESULTS_DIR/ctest-junit.xml") 2>&1 | tee "$RESULTS_DIR/ctest.log"
+}
+
+# The Google Benchmark run of the C ABI (native/bench): builds what it needs, prints its ratio table.
+run_native_bench() { # QUICK(0|1) [ARGS...]
+  local quick="$1"
+  shift
+  if [[ ! -f "$NATIVE_DIR/CMakeLists.txt" ]]; then
+    warn "bench: no native/CMakeLists.txt, no native benchmark"
+    return 0
+  fi
+  build_native
+  local bench="$NATIVE_BUILD/kmem_bench$EXE_SUFFIX"
+  [[ -x "$bench" ]] || die "bench: $bench was not built (is libbenchmark-dev installed?)"
+  local min_time=1
+  ((quick == 0)) || min_time=0.2
+  say "native benchmark (C ABI vs glibc)"
+  "$bench" --benchmark_min_time="$min_time" --benchmark_color=false "$@"
 }
 
 # ---------------------------------------------------------------- other verbs
@@ -304,8 +326,24 @@ do_demo() {
 }
 
 do_bench() {
+  # --native: only the C ABI benchmark; otherwise the BenchmarkDotNet suite, then the C ABI benchmark.
+  local native_only=0 quick=0 a rest=()
+  for a in "$@"; do
+    case "$a" in
+      --native) native_only=1 ;;
+      --quick) quick=1 rest+=("$a") ;;
+      *) rest+=("$a") ;;
+    esac
+  done
+  if ((native_only)); then
+    run_native_bench "$quick"
+    return
+  fi
   require_dotnet
-  dotnet run -c "$CONFIG" --project "$BENCH_PROJ" "${RUN_FLAGS[@]}" -- "$@"
+  dotnet run -c "$CONFIG" --project "$BENCH_PROJ" "${RUN_FLAGS[@]}" -- "${rest[@]}"
+  if [[ -f "$NATIVE_DIR/CMakeLists.txt" ]] && ! printf '%s\n' "${rest[@]}" | grep -qE '^(--filter|-f)$'; then
+    run_native_bench "$quick"
+  fi
 }
 
 cli_is_stale() {

@@ -11,6 +11,9 @@ public sealed unsafe partial class Machine<TArch>
 
     internal SlabAllocator<TArch> SlabAllocator => _slab;
 
+    /// <inheritdoc/>
+    internal override bool SlabInitialized => _slab.Initialized;
+
     /// <summary>Sets up the slab allocator at the end of boot; kmem_cache_init() itself runs on its first use.</summary>
     private void InitSlab()
     {

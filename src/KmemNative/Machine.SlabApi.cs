@@ -128,6 +128,10 @@ public abstract partial class Machine
     /// <summary>The live caches, newest first (slab_caches: the order of /proc/slabinfo).</summary>
     public abstract IReadOnlyList<KmemCache> KmemCaches { get; }
 
+    /// <summary>True once kmem_cache_init() ran (on the slab allocator's first use): views that must not change
+    /// the machine (metrics) read the caches only then.</summary>
+    internal abstract bool SlabInitialized { get; }
+
     /// <summary>A live cache by name, or null.</summary>
     public abstract KmemCache? FindKmemCache(string name);
 

@@ -34,11 +34,11 @@ public abstract partial class Machine : IDisposable
 
     /// <summary>Boots a machine of the configured profile.</summary>
     /// <exception cref="MachineConfigException">The configuration cannot be booted on this host.</exception>
-    public static Machine Boot(MachineConfig config) => config.Arch switch
+    public static Machine Boot(MachineConfig config) => Published<Machine>(config.Arch switch
     {
         ArchKind.I386 => new Machine<I386>(config),
         _ => new Machine<X86_64>(config),
-    };
+    });
 
     /// <summary>Boots a machine whose profile is known at compile time; its calls are not virtual.</summary>
     /// <exception cref="MachineConfigException">The configuration cannot be booted, or names another profile.</exception>
@@ -46,7 +46,7 @@ public abstract partial class Machine : IDisposable
     {
         if (config.Arch != TArch.Kind)
             throw new MachineConfigException($"configuration is for {config.Arch}, not {TArch.Name}");
-        return new Machine<TArch>(config);
+        return Published(new Machine<TArch>(config));
     }
 
     /// <summary>The configuration the machine booted with.</summary>
@@ -484,6 +484,7 @@ public abstract partial class Machine : IDisposable
         if (_disposed)
             return;
         _disposed = true;
+        Diagnostics.KmemMetrics.Unregister(this);
         if (ReferenceEquals(t_machine, this))
         {
             t_machine = null;

@@ -10,6 +10,7 @@ namespace KmemNative.Bench.PageAlloc;
 /// </summary>
 [WarmupCount(1)]
 [IterationCount(5)]
+[MemoryDiagnoser]
 public unsafe class BootBench
 {
     private static readonly ulong s_memmap16G = ((16UL << 30) + (1UL << 30)) / 4096 * 64;

@@ -11,6 +11,7 @@ namespace KmemNative.Bench.Slab;
 /// run; an invocation runs <see cref="Pairs"/> pairs per thread, and the reported time is per pair, so the
 /// two-thread throughput is one-thread mean / two-thread mean.
 /// </summary>
+[MemoryDiagnoser]
 public class SlabThreadsBench
 {
     private const int Pairs = 200_000;

@@ -5,7 +5,7 @@ namespace KmemNative.PhysMem;
 /// next multiple of its alignment, the size rounded to the largest alignment). Used to place <c>struct zone</c>,
 /// <c>struct per_cpu_pages</c> and friends with the profile's widths, and to label hex dumps.
 /// </summary>
-public sealed class KStructLayout
+internal sealed class KStructLayout
 {
     private readonly List<(string Name, int Offset, int Size)> _fields = [];
     private int _size;

@@ -11,12 +11,12 @@ namespace KmemNative.PhysMem;
 /// <remarks>
 /// The arena is allocated zeroed with <see cref="NativeMemory.AllocZeroed(nuint)"/> (large callocs are fresh
 /// anonymous mappings, so untouched pages, including the ones under memory holes, cost the host nothing) and
-/// aligned to 4 KiB. It is never moved by the GC and is freed exactly once by <see cref="Dispose"/>.
+/// aligned to 4 KiB. It is never moved by the GC and is freed exactly once, when its machine is disposed.
 /// Public accessors check every address against the installed RAM ranges and throw
 /// <see cref="PhysicalAddressException"/>; the allocator's own hot paths use the internal pointer after
 /// validating the PFN once at their entry point. Nothing outside [base, base + size) is ever touched.
 /// </remarks>
-public sealed unsafe class PhysicalMemory : IDisposable
+public sealed unsafe class PhysicalMemory
 {
     private byte* _raw;      // what NativeMemory returned, freed in Dispose
     private byte* _base;     // _raw aligned up to PAGE_SIZE: physical address 0
@@ -155,8 +155,12 @@ public sealed unsafe class PhysicalMemory : IDisposable
         source.CopyTo(new Span<byte>(_base + phys, source.Length));
     }
 
-    /// <summary>Frees the arena. Safe to call more than once; must not race with other calls.</summary>
-    public void Dispose()
+    /// <summary>
+    /// Frees the arena. Safe to call more than once; must not race with other calls. Only the owning
+    /// <see cref="Machine"/> frees it (<see cref="Machine.Dispose"/>): a caller freeing the RAM of a live machine
+    /// would leave every structure in it dangling, so this is not public API.
+    /// </summary>
+    internal void Dispose()
     {
         byte* raw = _raw;
         _raw = null;
