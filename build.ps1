@@ -99,8 +99,26 @@ environment: CI=1 (or redirected output) selects plain, non-interactive build ou
 }
 
 # ------------------------------------------------------------------ build
+# The CLI is published with NativeAOT when the toolchain allows, so a cold `kmem replay` needs no JIT start-up;
+# KMEM_AOT=0 or a failed AOT publish falls back to the framework-dependent apphost (as build.sh does).
 function Publish-Cli {
-    Invoke-Exe dotnet (@('publish', $CliProj, '-c', $Config, '-o', $BinDir) + $DotnetFlags)
+    $aot = $env:KMEM_AOT -ne '0'
+    if ($aot) {
+        $platform = Get-NativePlatform
+        & dotnet (@('publish', $CliProj, '-c', $Config, '-r', $platform.Rid, '-p:PublishAot=true', '-o', $BinDir) + $DotnetFlags)
+        if ($LASTEXITCODE -ne 0) {
+            Warn 'NativeAOT publish of the CLI failed; publishing the JIT build instead'
+            $aot = $false
+        }
+        else {
+            foreach ($f in @('kmem.dll', 'kmem.runtimeconfig.json', 'kmem.deps.json')) {
+                Remove-Item -LiteralPath (Join-Path $BinDir $f) -ErrorAction SilentlyContinue
+            }
+        }
+    }
+    if (-not $aot) {
+        Invoke-Exe dotnet (@('publish', $CliProj, '-c', $Config, '-o', $BinDir) + $DotnetFlags)
+    }
     if (-not (Test-Path -LiteralPath $Kmem)) { Fail "publish did not produce $Kmem" }
     # An incremental publish keeps the apphost's old timestamp; `kmem` compares against it.
     (Get-Item -LiteralPath $Kmem).LastWriteTimeUtc = [DateTime]::UtcNow
