@@ -478,21 +478,6 @@ internal sealed unsafe partial class MmSubsystem<TArch>
         return result;
     }
 
-    /// <summary>One decoded pagemap entry, as the <c>pagemap</c> command prints it.</summary>
-    internal static string DecodePagemap(ulong va, ulong e)
-    {
-        var bits = new List<string>();
-        if ((e & PmPresent) != 0) bits.Add("present");
-        if ((e & PmSwap) != 0) bits.Add("swapped");
-        if ((e & PmFile) != 0) bits.Add("file-page/shared-anon");
-        if ((e & PmMmapExclusive) != 0) bits.Add("exclusive");
-        if ((e & PmSoftDirty) != 0) bits.Add("soft-dirty");
-        if ((e & PmUffdWp) != 0) bits.Add("uffd-wp");
-        int w = 2 * TArch.PointerSize;
-        string pfn = (e & PmPresent) != 0 ? Fmt($"0x{e & PmPfnMask:x}") : "-";
-        return Fmt($"{va.ToString("x" + w, CultureInfo.InvariantCulture)}  {e:x16}  {pfn,-10}  {(bits.Count == 0 ? "not present" : string.Join(' ', bits))}");
-    }
-
     // ---- vtop, vm, checks ---------------------------------------------------------------------------------
 
     /// <summary>crash's vtop of a user address: the walk, the PTE, the VMA, the page.</summary>
