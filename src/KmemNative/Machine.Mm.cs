@@ -92,6 +92,22 @@ public sealed unsafe partial class Machine<TArch>
     }
 
     /// <inheritdoc/>
+    public override IReadOnlyList<(int Pid, ulong Address)> Rmap(ulong pfn)
+    {
+        if (pfn >= MaxPfn)
+            throw new PhysicalAddressException($"pfn 0x{pfn:x} is beyond max_pfn", pfn << 12);
+        if (_mmSub is not { } s)
+            return [];
+        var found = new List<(int, ulong)>();
+        s.RmapWalk(pfn, (mm, vma, addr, pte) =>
+        {
+            found.Add((mm.Owner?.Pid ?? 0, addr));
+            return true;
+        });
+        return found;
+    }
+
+    /// <inheritdoc/>
     public override string VmReport(int pid)
     {
         if (_mmSub?.FindTask(pid) is not { } t || t.MmState is null)

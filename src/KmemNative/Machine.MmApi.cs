@@ -49,6 +49,12 @@ public abstract partial class Machine
     /// <summary>crash's ps: one line per process.</summary>
     public abstract string Ps();
 
+    /// <summary>
+    /// rmap_walk(): every (pid, user address) that maps the page (anonymous pages through their anon_vma chain,
+    /// page-cache pages through i_mmap).
+    /// </summary>
+    public abstract IReadOnlyList<(int Pid, ulong Address)> Rmap(ulong pfn);
+
     /// <summary>crash's vm for a process: its task, mm and VMAs with their kernel addresses.</summary>
     /// <exception cref="KmemException">No such process.</exception>
     public abstract string VmReport(int pid);

@@ -105,11 +105,13 @@ internal sealed unsafe partial class MmSubsystem<TArch>
     /// <summary>iput(): the last reference evicts the inode: its page cache is truncated and it is freed.</summary>
     private void Iput(Cpu cpu, InodeObj inode)
     {
-        if (--*(int*)(InodeH(inode.Va) + MmOff<TArch>.ICount) > 0)
-            return;
-        TruncateInodePages(cpu, inode);
         lock (_fileLock)
+        {
+            if (--*(int*)(InodeH(inode.Va) + MmOff<TArch>.ICount) > 0)
+                return;
             _inodes.Remove(inode.Va);
+        }
+        TruncateInodePages(cpu, inode);
         _m.Kfree(cpu, inode.PagesArray);
         _m.Kfree(cpu, inode.PathVa);
         Free(cpu, inode.Shmem ? ShmemInodeCache : InodeCache, inode.Va);
@@ -173,10 +175,12 @@ internal sealed unsafe partial class MmSubsystem<TArch>
         *(uint*)(h + MmOff<TArch>.FFlags) = writable ? 2u : 0u; // O_RDWR / O_RDONLY
         TArch.StoreLong(h + MmOff<TArch>.FMapping, MappingOf(inode.Va));
         TArch.StoreLong(h + MmOff<TArch>.FInode, inode.Va);
-        if (takeInodeRef)
-            ++*(int*)(InodeH(inode.Va) + MmOff<TArch>.ICount);
         lock (_fileLock)
+        {
+            if (takeInodeRef)
+                ++*(int*)(InodeH(inode.Va) + MmOff<TArch>.ICount);
             _files.Add(va, new FileObj { Va = va, Inode = inode, Writable = writable });
+        }
         return va;
     }
 
@@ -233,13 +237,17 @@ internal sealed unsafe partial class MmSubsystem<TArch>
     {
         InodeObj? inode;
         lock (_fileLock)
+        {
+            // iget: a reference taken while the inode is known to be live.
             inode = _inodes.Values.FirstOrDefault(i => !i.Shmem && i.Path == path && i.Size == size);
-        bool existing = inode is not null;
+            if (inode is not null)
+                ++*(int*)(InodeH(inode.Va) + MmOff<TArch>.ICount);
+        }
         inode ??= NewInode(cpu, path, size, shmem: false, ModeExecutable);
         if (inode is null)
             return 0;
-        ulong file = NewFile(cpu, inode, writable: false, exec: true, takeInodeRef: existing);
-        if (file == 0 && !existing)
+        ulong file = NewFile(cpu, inode, writable: false, exec: true, takeInodeRef: false);
+        if (file == 0)
             Iput(cpu, inode);
         return file;
     }
@@ -456,6 +464,12 @@ internal sealed unsafe partial class MmSubsystem<TArch>
     /// <summary>vma_link_file(): onto the address_space's i_mmap (i_mmap_writable++ for a shared mapping).</summary>
     private void LinkFileVma(ulong vma)
     {
+        lock (_rmapLock)
+            LinkFileVmaLocked(vma);
+    }
+
+    private void LinkFileVmaLocked(ulong vma)
+    {
         ulong inode = InodeOfFile(VmFile(vma)).Va;
         if ((VmFlagsOf(vma) & VmFlags.Shared) != 0)
             ++*(int*)(InodeH(inode) + MmOff<TArch>.AsMmapWritable);
@@ -464,6 +478,12 @@ internal sealed unsafe partial class MmSubsystem<TArch>
 
     /// <summary>unlink_file_vma().</summary>
     private void UnlinkFileVma(ulong vma)
+    {
+        lock (_rmapLock)
+            UnlinkFileVmaLocked(vma);
+    }
+
+    private void UnlinkFileVmaLocked(ulong vma)
     {
         ulong inode = InodeOfFile(VmFile(vma)).Va;
         if ((VmFlagsOf(vma) & VmFlags.Shared) != 0)

@@ -345,9 +345,7 @@ internal sealed unsafe partial class MmSubsystem<TArch>
                 GetFile(exe);
             child = InitTask(taskVa, pid, parent.Comm, mm, parent);
             mm.Owner = child;
-            _forkingChild = mm;
             var err = DupMmap(cpu, mm, pmm);
-            _forkingChild = null;
             if (err != Errno.None)
             {
                 ExitMmap(cpu, mm);

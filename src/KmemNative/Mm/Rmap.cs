@@ -52,24 +52,32 @@ internal sealed unsafe partial class MmSubsystem<TArch>
     {
         if (VmAnonVma(vma) != 0)
             return true;
-        ulong avc = Zalloc(cpu, AvcCache);
-        if (avc == 0)
-            return false;
-        ulong av = FindMergeableAnonVma(vma);
-        if (av == 0)
+        return AnonVmaPrepareLocked(cpu, vma);
+    }
+
+    private bool AnonVmaPrepareLocked(Cpu cpu, ulong vma)
+    {
+        lock (_rmapLock)
         {
-            av = AnonVmaAlloc(cpu);
+            ulong avc = Zalloc(cpu, AvcCache);
+            if (avc == 0)
+                return false;
+            ulong av = FindMergeableAnonVma(vma);
             if (av == 0)
             {
-                Free(cpu, AvcCache, avc);
-                return false;
+                av = AnonVmaAlloc(cpu);
+                if (av == 0)
+                {
+                    Free(cpu, AvcCache, avc);
+                    return false;
+                }
+                AvInt(av, MmOff<TArch>.AvNumChildren)++; // the self-parent link of a new root
             }
-            AvInt(av, MmOff<TArch>.AvNumChildren)++; // the self-parent link of a new root
+            SetVmAnonVma(vma, av);
+            AnonVmaChainLink(vma, avc, av);
+            AvInt(av, MmOff<TArch>.AvNumActiveVmas)++;
+            return true;
         }
-        SetVmAnonVma(vma, av);
-        AnonVmaChainLink(vma, avc, av);
-        AvInt(av, MmOff<TArch>.AvNumActiveVmas)++;
-        return true;
     }
 
     /// <summary>find_mergeable_anon_vma(): the anon_vma of an adjacent compatible VMA that is not a fork child.</summary>
@@ -105,30 +113,33 @@ internal sealed unsafe partial class MmSubsystem<TArch>
     /// </summary>
     internal bool AnonVmaClone(Cpu cpu, ulong dst, ulong src)
     {
-        ulong head = src + (ulong)MmOff<TArch>.AnonVmaChain;
-        var mm = _m.MemMap;
-        // list_for_each_entry_reverse(pavc, &src->anon_vma_chain, same_vma)
-        int guard = 0;
-        for (ulong link = PhysMem.MemMap<TArch>.Prev(mm.ListHost(head)); link != head; link = PhysMem.MemMap<TArch>.Prev(mm.ListHost(link)))
+        lock (_rmapLock)
         {
-            if (++guard > 1 << 20)
-                throw new MmCorruptException($"vma 0x{src:x}: anon_vma_chain does not end");
-            ulong pavc = AvcOfSameVma(link);
-            ulong av = TArch.LoadLong(AvcH(pavc) + MmOff<TArch>.AvcAnonVma);
-            ulong avc = Zalloc(cpu, AvcCache);
-            if (avc == 0)
+            ulong head = src + (ulong)MmOff<TArch>.AnonVmaChain;
+            var mm = _m.MemMap;
+            // list_for_each_entry_reverse(pavc, &src->anon_vma_chain, same_vma)
+            int guard = 0;
+            for (ulong link = PhysMem.MemMap<TArch>.Prev(mm.ListHost(head)); link != head; link = PhysMem.MemMap<TArch>.Prev(mm.ListHost(link)))
             {
-                UnlinkAnonVmas(cpu, dst);
-                return false;
+                if (++guard > 1 << 20)
+                    throw new MmCorruptException($"vma 0x{src:x}: anon_vma_chain does not end");
+                ulong pavc = AvcOfSameVma(link);
+                ulong av = TArch.LoadLong(AvcH(pavc) + MmOff<TArch>.AvcAnonVma);
+                ulong avc = Zalloc(cpu, AvcCache);
+                if (avc == 0)
+                {
+                    UnlinkAnonVmas(cpu, dst);
+                    return false;
+                }
+                AnonVmaChainLink(dst, avc, av);
+                if (VmAnonVma(dst) == 0 && VmAnonVma(src) != 0 && AvInt(av, MmOff<TArch>.AvNumChildren) < 2 &&
+                    AvInt(av, MmOff<TArch>.AvNumActiveVmas) == 0)
+                    SetVmAnonVma(dst, av);
             }
-            AnonVmaChainLink(dst, avc, av);
-            if (VmAnonVma(dst) == 0 && VmAnonVma(src) != 0 && AvInt(av, MmOff<TArch>.AvNumChildren) < 2 &&
-                AvInt(av, MmOff<TArch>.AvNumActiveVmas) == 0)
-                SetVmAnonVma(dst, av);
+            if (VmAnonVma(dst) != 0)
+                AvInt(VmAnonVma(dst), MmOff<TArch>.AvNumActiveVmas)++;
+            return true;
         }
-        if (VmAnonVma(dst) != 0)
-            AvInt(VmAnonVma(dst), MmOff<TArch>.AvNumActiveVmas)++;
-        return true;
     }
 
     /// <summary>
@@ -137,32 +148,35 @@ internal sealed unsafe partial class MmSubsystem<TArch>
     /// </summary>
     internal bool AnonVmaFork(Cpu cpu, ulong vma, ulong pvma)
     {
-        if (VmAnonVma(pvma) == 0)
-            return true;
-        SetVmAnonVma(vma, 0);
-        if (!AnonVmaClone(cpu, vma, pvma))
-            return false;
-        if (VmAnonVma(vma) != 0)
-            return true;
-        ulong av = AnonVmaAlloc(cpu);
-        ulong avc = av == 0 ? 0 : Zalloc(cpu, AvcCache);
-        if (avc == 0)
+        lock (_rmapLock)
         {
-            if (av != 0)
-                Free(cpu, AnonVmaCache, av);
-            UnlinkAnonVmas(cpu, vma);
-            return false;
+            if (VmAnonVma(pvma) == 0)
+                return true;
+            SetVmAnonVma(vma, 0);
+            if (!AnonVmaClone(cpu, vma, pvma))
+                return false;
+            if (VmAnonVma(vma) != 0)
+                return true;
+            ulong av = AnonVmaAlloc(cpu);
+            ulong avc = av == 0 ? 0 : Zalloc(cpu, AvcCache);
+            if (avc == 0)
+            {
+                if (av != 0)
+                    Free(cpu, AnonVmaCache, av);
+                UnlinkAnonVmas(cpu, vma);
+                return false;
+            }
+            AvInt(av, MmOff<TArch>.AvNumActiveVmas)++;
+            ulong parentAv = VmAnonVma(pvma);
+            ulong root = TArch.LoadLong(AvH(parentAv) + MmOff<TArch>.AvRoot);
+            TArch.StoreLong(AvH(av) + MmOff<TArch>.AvRoot, root);
+            TArch.StoreLong(AvH(av) + MmOff<TArch>.AvParent, parentAv);
+            AvInt(root, MmOff<TArch>.AvRefcount)++; // get_anon_vma(anon_vma->root)
+            SetVmAnonVma(vma, av);
+            AnonVmaChainLink(vma, avc, av);
+            AvInt(parentAv, MmOff<TArch>.AvNumChildren)++;
+            return true;
         }
-        AvInt(av, MmOff<TArch>.AvNumActiveVmas)++;
-        ulong parentAv = VmAnonVma(pvma);
-        ulong root = TArch.LoadLong(AvH(parentAv) + MmOff<TArch>.AvRoot);
-        TArch.StoreLong(AvH(av) + MmOff<TArch>.AvRoot, root);
-        TArch.StoreLong(AvH(av) + MmOff<TArch>.AvParent, parentAv);
-        AvInt(root, MmOff<TArch>.AvRefcount)++; // get_anon_vma(anon_vma->root)
-        SetVmAnonVma(vma, av);
-        AnonVmaChainLink(vma, avc, av);
-        AvInt(parentAv, MmOff<TArch>.AvNumChildren)++;
-        return true;
     }
 
     /// <summary>
@@ -171,41 +185,44 @@ internal sealed unsafe partial class MmSubsystem<TArch>
     /// </summary>
     internal void UnlinkAnonVmas(Cpu cpu, ulong vma)
     {
-        var mm = _m.MemMap;
-        ulong head = vma + (ulong)MmOff<TArch>.AnonVmaChain;
-        var empty = new List<(ulong Avc, ulong Av)>();
-        int guard = 0;
-        for (ulong link = PhysMem.MemMap<TArch>.Next(mm.ListHost(head)); link != head;)
+        lock (_rmapLock)
         {
-            if (++guard > 1 << 20)
-                throw new MmCorruptException($"vma 0x{vma:x}: anon_vma_chain does not end");
-            ulong next = PhysMem.MemMap<TArch>.Next(mm.ListHost(link));
-            ulong avc = AvcOfSameVma(link);
-            ulong av = TArch.LoadLong(AvcH(avc) + MmOff<TArch>.AvcAnonVma);
-            mm.ListDel(avc + (ulong)MmOff<TArch>.AvcRb);
-            mm.ListDel(link);
-            if (mm.ListEmpty(av + (ulong)MmOff<TArch>.AvList))
+            var mm = _m.MemMap;
+            ulong head = vma + (ulong)MmOff<TArch>.AnonVmaChain;
+            var empty = new List<(ulong Avc, ulong Av)>();
+            int guard = 0;
+            for (ulong link = PhysMem.MemMap<TArch>.Next(mm.ListHost(head)); link != head;)
             {
-                ulong parent = TArch.LoadLong(AvH(av) + MmOff<TArch>.AvParent);
-                AvInt(parent, MmOff<TArch>.AvNumChildren)--;
-                empty.Add((avc, av));
+                if (++guard > 1 << 20)
+                    throw new MmCorruptException($"vma 0x{vma:x}: anon_vma_chain does not end");
+                ulong next = PhysMem.MemMap<TArch>.Next(mm.ListHost(link));
+                ulong avc = AvcOfSameVma(link);
+                ulong av = TArch.LoadLong(AvcH(avc) + MmOff<TArch>.AvcAnonVma);
+                mm.ListDel(avc + (ulong)MmOff<TArch>.AvcRb);
+                mm.ListDel(link);
+                if (mm.ListEmpty(av + (ulong)MmOff<TArch>.AvList))
+                {
+                    ulong parent = TArch.LoadLong(AvH(av) + MmOff<TArch>.AvParent);
+                    AvInt(parent, MmOff<TArch>.AvNumChildren)--;
+                    empty.Add((avc, av));
+                }
+                else
+                {
+                    Free(cpu, AvcCache, avc);
+                }
+                link = next;
             }
-            else
+            ulong own = VmAnonVma(vma);
+            if (own != 0)
             {
+                AvInt(own, MmOff<TArch>.AvNumActiveVmas)--;
+                SetVmAnonVma(vma, 0);
+            }
+            foreach (var (avc, av) in empty)
+            {
+                PutAnonVma(cpu, av);
                 Free(cpu, AvcCache, avc);
             }
-            link = next;
-        }
-        ulong own = VmAnonVma(vma);
-        if (own != 0)
-        {
-            AvInt(own, MmOff<TArch>.AvNumActiveVmas)--;
-            SetVmAnonVma(vma, 0);
-        }
-        foreach (var (avc, av) in empty)
-        {
-            PutAnonVma(cpu, av);
-            Free(cpu, AvcCache, avc);
         }
     }
 
@@ -261,50 +278,53 @@ internal sealed unsafe partial class MmSubsystem<TArch>
     /// </summary>
     internal void RmapWalk(ulong pfn, RmapVisitor visit)
     {
-        byte* d = Desc(pfn);
-        ulong mapping = MemMap<TArch>.Mapping(d);
-        ulong index = MemMap<TArch>.Index(d);
-        if (mapping == 0)
-            return;
-        var memMap = _m.MemMap;
-        ulong head, linkOffset;
-        if ((mapping & PageMappingAnon) != 0)
+        lock (_rmapLock)
         {
-            head = (mapping & ~3UL) + (ulong)MmOff<TArch>.AvList;
-            linkOffset = (ulong)MmOff<TArch>.AvcRb;
-        }
-        else
-        {
-            head = mapping - (ulong)MmOff<TArch>.IData + (ulong)MmOff<TArch>.AsIMmap;
-            linkOffset = (ulong)MmOff<TArch>.SharedRb;
-        }
-        int guard = 0;
-        for (ulong link = PhysMem.MemMap<TArch>.Next(memMap.ListHost(head)); link != head; link = PhysMem.MemMap<TArch>.Next(memMap.ListHost(link)))
-        {
-            if (++guard > 1 << 22)
-                throw new MmCorruptException("an rmap list does not end");
-            ulong vma = (mapping & PageMappingAnon) != 0
-                ? TArch.LoadLong(AvcH(link - linkOffset) + MmOff<TArch>.AvcVma)
-                : link - linkOffset;
-            ulong pgoff = VmPgoff(vma);
-            if (index < pgoff || index - pgoff >= VmaPages(vma))
-                continue;
-            ulong address = VmStart(vma) + ((index - pgoff) << PageSize.Shift);
-            var mm = MmOfVma(vma);
-            if (mm is null)
-                continue;
-            byte* pte = mm.As.PteOffset(address);
-            if (pte == null)
-                continue;
-            ulong e = TArch.LoadPte(pte);
-            if ((e & (PteP | PteProtNone)) == 0 || ((e & TArch.PtePfnMask) >> PageSize.Shift) != pfn)
-                continue;
-            if (!visit(mm, vma, address, pte))
+            byte* d = Desc(pfn);
+            ulong mapping = MemMap<TArch>.Mapping(d);
+            ulong index = MemMap<TArch>.Index(d);
+            if (mapping == 0)
                 return;
+            var memMap = _m.MemMap;
+            ulong head, linkOffset;
+            if ((mapping & PageMappingAnon) != 0)
+            {
+                head = (mapping & ~3UL) + (ulong)MmOff<TArch>.AvList;
+                linkOffset = (ulong)MmOff<TArch>.AvcRb;
+            }
+            else
+            {
+                head = mapping - (ulong)MmOff<TArch>.IData + (ulong)MmOff<TArch>.AsIMmap;
+                linkOffset = (ulong)MmOff<TArch>.SharedRb;
+            }
+            int guard = 0;
+            for (ulong link = PhysMem.MemMap<TArch>.Next(memMap.ListHost(head)); link != head; link = PhysMem.MemMap<TArch>.Next(memMap.ListHost(link)))
+            {
+                if (++guard > 1 << 22)
+                    throw new MmCorruptException("an rmap list does not end");
+                ulong vma = (mapping & PageMappingAnon) != 0
+                    ? TArch.LoadLong(AvcH(link - linkOffset) + MmOff<TArch>.AvcVma)
+                    : link - linkOffset;
+                ulong pgoff = VmPgoff(vma);
+                if (index < pgoff || index - pgoff >= VmaPages(vma))
+                    continue;
+                ulong address = VmStart(vma) + ((index - pgoff) << PageSize.Shift);
+                var mm = MmOfVma(vma);
+                if (mm is null)
+                    continue;
+                byte* pte = mm.As.PteOffset(address);
+                if (pte == null)
+                    continue;
+                ulong e = TArch.LoadPte(pte);
+                if ((e & (PteP | PteProtNone)) == 0 || ((e & TArch.PtePfnMask) >> PageSize.Shift) != pfn)
+                    continue;
+                if (!visit(mm, vma, address, pte))
+                    return;
+            }
         }
     }
 
-    /// <summary>The live mm a VMA belongs to (by vm_mm), or null.</summary>
+    /// <summary>The live mm a VMA belongs to (by vm_mm), or null (a child dup_mmap() is still filling).</summary>
     private MmState<TArch>? MmOfVma(ulong vma)
     {
         ulong mmVa = VmMm(vma);
@@ -314,11 +334,14 @@ internal sealed unsafe partial class MmSubsystem<TArch>
                 if (t.MmState is { } mm && mm.Va == mmVa)
                     return mm;
         }
-        return _forkingChild is { } c && c.Va == mmVa ? c : null;
+        return null;
     }
 
-    /// <summary>The child mm dup_mmap() is filling (not yet in the task table).</summary>
-    private MmState<TArch>? _forkingChild;
+    /// <summary>
+    /// The anon_vma root rwsem and i_mmap_rwsem, as one lock: anon_vma chains and i_mmap lists are shared between
+    /// processes (a parent and its children), so their changes and the rmap walks are serialised here.
+    /// </summary>
+    private readonly object _rmapLock = new();
 
     /// <summary>
     /// folio_referenced(): how many PTEs mapping the page had Accessed set (cleared as it counts, with a TLB flush),
