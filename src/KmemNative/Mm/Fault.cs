@@ -35,7 +35,7 @@ internal sealed unsafe partial class MmSubsystem<TArch>
                 BadArea(mm, cpu, addr, err, SiCode.SEGV_MAPERR);
             return FaultResolution.Unhandled;
         }
-        lock (mm.Lock)
+        using (mm.Lock.Enter())
         {
             if (mm.Dead)
                 return FaultResolution.Unhandled;

@@ -1,3 +1,6 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using KmemNative.PageAlloc;
 using KmemNative.Paging;
 using KmemNative.PhysMem;
@@ -357,9 +360,9 @@ internal sealed unsafe partial class MmSubsystem<TArch>
             MemMap<TArch>.SetFlags(d, flags);
             TArch.StoreLong(PageSlot(inode, index), _m.MemMap.DescVa(pfn));
             AddMmLong(InodeH(inode.Va), MmOff<TArch>.AsNrPages, 1);
-            _m.ModNodeState(NodeStat.NrFilePages, 1);
+            NodeStatAdd(NodeStat.NrFilePages, 1);
             if (inode.Shmem)
-                _m.ModNodeState(NodeStat.NrShmem, 1);
+                NodeStatAdd(NodeStat.NrShmem, 1);
             Lru?.LruAdd(cpu, pfn, file: !inode.Shmem);
             return pfn;
         }
@@ -393,9 +396,9 @@ internal sealed unsafe partial class MmSubsystem<TArch>
             AccountPageCleaned(pfn);
         TArch.StoreLong(PageSlot(inode, index), 0);
         AddMmLong(InodeH(inode.Va), MmOff<TArch>.AsNrPages, -1);
-        _m.ModNodeState(NodeStat.NrFilePages, -1);
+        NodeStatAdd(NodeStat.NrFilePages, -1);
         if (inode.Shmem)
-            _m.ModNodeState(NodeStat.NrShmem, -1);
+            NodeStatAdd(NodeStat.NrShmem, -1);
         MemMap<TArch>.SetMapping(d, 0);
         PutPageRef(cpu, pfn);
     }
@@ -409,7 +412,7 @@ internal sealed unsafe partial class MmSubsystem<TArch>
         MemMap<TArch>.SetFlag(d, PageFlag.Dirty);
         if (!MemMap<TArch>.TestFlag(d, PageFlag.Swapbacked))
         {
-            _m.ModNodeState(NodeStat.NrDirty, 1);
+            NodeStatAdd(NodeStat.NrDirty, 1);
             _m.Zones[MemMap<TArch>.ZoneIdx(d)].ModStat(ZoneStat.NrZoneWritePending, 1);
         }
     }
@@ -420,7 +423,7 @@ internal sealed unsafe partial class MmSubsystem<TArch>
         MemMap<TArch>.ClearFlag(d, PageFlag.Dirty);
         if (!MemMap<TArch>.TestFlag(d, PageFlag.Swapbacked))
         {
-            _m.ModNodeState(NodeStat.NrDirty, -1);
+            NodeStatAdd(NodeStat.NrDirty, -1);
             _m.Zones[MemMap<TArch>.ZoneIdx(d)].ModStat(ZoneStat.NrZoneWritePending, -1);
         }
     }
@@ -516,8 +519,34 @@ internal sealed unsafe partial class MmSubsystem<TArch>
     internal void ClearUserHighpage(Cpu cpu, ulong pfn)
     {
         byte* p = KmapPage(cpu, pfn, out ulong kva);
-        new Span<byte>(p, PageSize.Int).Clear();
+        ClearPage(p);
         KunmapPage(cpu, kva);
+    }
+
+    /// <summary>
+    /// clear_page(): x86's clear_page_erms/clear_page_orig store whole cache lines without reading them first; the
+    /// emulator does the same with non-temporal stores (no read-for-ownership of a page nobody has in its cache),
+    /// then an sfence so the zeroes are visible before the PTE that maps the page.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static void ClearPage(byte* p)
+    {
+        if (Avx.IsSupported)
+        {
+            var z = Vector256<byte>.Zero;
+            for (int i = 0; i < PageSize.Int; i += 128)
+            {
+                Avx.StoreAlignedNonTemporal(p + i, z);
+                Avx.StoreAlignedNonTemporal(p + i + 32, z);
+                Avx.StoreAlignedNonTemporal(p + i + 64, z);
+                Avx.StoreAlignedNonTemporal(p + i + 96, z);
+            }
+            Sse.StoreFence();
+        }
+        else
+        {
+            new Span<byte>(p, PageSize.Int).Clear();
+        }
     }
 
     /// <summary>copy_user_highpage().</summary>

@@ -56,7 +56,7 @@ internal sealed unsafe partial class MmSubsystem<TArch>
         var task = InitTask(taskVa, pid, name, mm, parent: null);
         mm.Owner = task;
         Errno err;
-        lock (mm.Lock)
+        using (mm.Lock.Enter())
             err = ExecLayout(cpu, mm, "/usr/bin/" + comm);
         if (err != Errno.None)
         {
@@ -329,7 +329,7 @@ internal sealed unsafe partial class MmSubsystem<TArch>
         if (taskVa == 0)
             return SysResult.Fail(Errno.ENOMEM);
         TaskImpl<TArch> child;
-        lock (pmm.Lock)
+        using (pmm.Lock.Enter())
         {
             var mm = MmAlloc(cpu);
             if (mm is null)
@@ -495,7 +495,7 @@ internal sealed unsafe partial class MmSubsystem<TArch>
     internal void Exit(Cpu cpu, TaskImpl<TArch> task)
     {
         var mm = task.MmState ?? throw new KmemException($"process {task.Pid} has already exited");
-        lock (mm.Lock)
+        using (mm.Lock.Enter())
         {
             if (mm.Dead)
                 throw new KmemException($"process {task.Pid} has already exited");

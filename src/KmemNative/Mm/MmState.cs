@@ -27,8 +27,8 @@ internal sealed unsafe class MmState<TArch> where TArch : struct, IArch
     /// <summary>The page tables (mm-&gt;pgd).</summary>
     public UserAddressSpace<TArch> As { get; }
 
-    /// <summary>mmap_lock.</summary>
-    public readonly Lock Lock = new();
+    /// <summary>mmap_lock (taken exclusively; never recursively).</summary>
+    public readonly MmapLock Lock = new();
 
     /// <summary>The task this mm belongs to (no threads: one task per mm), whose fault counters faults bump.</summary>
     public TaskImpl<TArch>? Owner;
@@ -54,6 +54,43 @@ internal sealed unsafe class MmState<TArch> where TArch : struct, IArch
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void InvalidateCache() => CacheSpan = 0;
+}
+
+/// <summary>
+/// mmap_lock: a test-and-set lock (one compare-and-swap to take, a release store to drop, spinning then yielding
+/// when contended). Every operation on an address space, the page-fault handler included, takes it; it is not
+/// recursive, and nothing that holds it accesses user memory through the MMU.
+/// </summary>
+internal sealed class MmapLock
+{
+    private int _held;
+
+    /// <summary>mmap_write_lock(): returns a scope whose Dispose is mmap_write_unlock().</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public Scope Enter()
+    {
+        if (Interlocked.CompareExchange(ref _held, 1, 0) != 0)
+            EnterContended();
+        return new Scope(this);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void EnterContended()
+    {
+        var spin = new SpinWait();
+        while (Volatile.Read(ref _held) != 0 || Interlocked.CompareExchange(ref _held, 1, 0) != 0)
+            spin.SpinOnce();
+    }
+
+    /// <summary>True while some thread holds it.</summary>
+    public bool IsHeld => Volatile.Read(ref _held) != 0;
+
+    /// <summary>The held lock; disposing releases it.</summary>
+    public readonly ref struct Scope(MmapLock owner)
+    {
+        /// <summary>mmap_write_unlock().</summary>
+        public void Dispose() => Volatile.Write(ref owner._held, 0);
+    }
 }
 
 /// <summary>A process structure in the arena does not hold together (a corrupted link or counter).</summary>

@@ -42,10 +42,10 @@ internal sealed unsafe partial class MmSubsystem<TArch> where TArch : struct, IA
     internal const ulong PteSpecial = (ulong)PteFlags.Softw1;
 
     /// <summary>_PAGE_SOFT_DIRTY: bit 11 with CONFIG_MEM_SOFT_DIRTY (x86-64 only), else 0.</summary>
-    internal static ulong PteSoftDirty => TArch.Kind == ArchKind.X86_64 ? (ulong)PteFlags.Softw3 : 0;
+    internal static readonly ulong PteSoftDirty = TArch.Kind == ArchKind.X86_64 ? (ulong)PteFlags.Softw3 : 0;
 
     /// <summary>VM_SOFTDIRTY where CONFIG_MEM_SOFT_DIRTY exists (x86-64), else 0.</summary>
-    internal static VmFlags VmSoftDirty => TArch.Kind == ArchKind.X86_64 ? VmFlags.SoftDirty : VmFlags.None;
+    internal static readonly VmFlags VmSoftDirty = TArch.Kind == ArchKind.X86_64 ? VmFlags.SoftDirty : VmFlags.None;
 
     private readonly Machine<TArch> _m;
     private readonly byte* _base;
@@ -71,7 +71,22 @@ internal sealed unsafe partial class MmSubsystem<TArch> where TArch : struct, IA
         _lowBytes = machine.MaxLowPfn << PageSize.Shift;
         L = MmLayouts.Of(TArch.Kind);
         ZeroPfn = machine.ZeroPagePhys >> PageSize.Shift;
+        _nodeVmStat = machine.Memory.Base + machine.NodeDataPhys + machine.Layouts.Node.Offset("vm_stat");
         InitProtectionMap();
+    }
+
+    /// <summary>The node's vm_stat[] (pglist_data), resolved once: the fault path updates it per page.</summary>
+    private readonly byte* _nodeVmStat;
+
+    /// <summary>mod_node_page_state(): an atomic add to a node counter (what Machine.ModNodeState does, without the lookup).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal void NodeStatAdd(NodeStat item, long delta)
+    {
+        byte* p = _nodeVmStat + (int)item * TArch.PointerSize;
+        if (TArch.PointerSize == 8)
+            Interlocked.Add(ref *(long*)p, delta);
+        else
+            Interlocked.Add(ref *(int*)p, (int)delta);
     }
 
     internal Machine<TArch> Machine => _m;

@@ -251,21 +251,21 @@ internal sealed unsafe partial class MmSubsystem<TArch>
         MemMap<TArch>.PageType(d) = 0; // _mapcount = 0: one mapping
         ulong flags = MemMap<TArch>.Flags(d) | 1UL << (int)PageFlag.Swapbacked | 1UL << (int)PageFlag.Owner2 | 1UL << (int)PageFlag.Uptodate;
         MemMap<TArch>.SetFlags(d, flags);
-        _m.ModNodeState(NodeStat.NrAnonPages, 1);
+        NodeStatAdd(NodeStat.NrAnonPages, 1);
     }
 
     /// <summary>folio_remove_rmap_pte(): one mapping fewer; NR_ANON_MAPPED / NR_FILE_MAPPED drop with the last one.</summary>
     internal void PageRemoveRmap(ulong pfn, bool anon)
     {
         if (MapcountDec(pfn))
-            _m.ModNodeState(anon ? NodeStat.NrAnonPages : NodeStat.NrMapped, -1);
+            NodeStatAdd(anon ? NodeStat.NrAnonPages : NodeStat.NrMapped, -1);
     }
 
     /// <summary>folio_add_file_rmap_pte(): one more mapping of a page-cache page; NR_FILE_MAPPED with the first.</summary>
     internal void PageAddFileRmap(ulong pfn)
     {
         if (MapcountInc(pfn))
-            _m.ModNodeState(NodeStat.NrMapped, 1);
+            NodeStatAdd(NodeStat.NrMapped, 1);
     }
 
     /// <summary>What an rmap walk found: the mm, the VMA, the address and the PTE that maps the page.</summary>

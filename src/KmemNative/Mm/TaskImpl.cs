@@ -89,7 +89,7 @@ internal sealed unsafe class TaskImpl<TArch> : Process where TArch : struct, IAr
         get
         {
             var mm = Live;
-            lock (mm.Lock)
+            using (mm.Lock.Enter())
                 return _sub.VmaList(mm);
         }
     }
@@ -97,35 +97,35 @@ internal sealed unsafe class TaskImpl<TArch> : Process where TArch : struct, IAr
     public override SysResult Mmap(Cpu cpu, ulong addr, ulong len, Prot prot, MapFlags flags, int fd = -1, ulong offset = 0)
     {
         var mm = Live;
-        lock (mm.Lock)
+        using (mm.Lock.Enter())
             return _sub.DoMmap(cpu, mm, addr, len, prot, flags, fd, offset);
     }
 
     public override SysResult Munmap(Cpu cpu, ulong addr, ulong len)
     {
         var mm = Live;
-        lock (mm.Lock)
+        using (mm.Lock.Enter())
             return _sub.DoMunmap(cpu, mm, addr, len);
     }
 
     public override SysResult Mprotect(Cpu cpu, ulong addr, ulong len, Prot prot)
     {
         var mm = Live;
-        lock (mm.Lock)
+        using (mm.Lock.Enter())
             return _sub.DoMprotect(cpu, mm, addr, len, prot);
     }
 
     public override ulong Brk(Cpu cpu, ulong addr)
     {
         var mm = Live;
-        lock (mm.Lock)
+        using (mm.Lock.Enter())
             return _sub.DoBrk(cpu, mm, addr);
     }
 
     public override SysResult Madvise(Cpu cpu, ulong addr, ulong len, Madvise advice)
     {
         var mm = Live;
-        lock (mm.Lock)
+        using (mm.Lock.Enter())
             return _sub.DoMadvise(cpu, mm, addr, len, advice);
     }
 
@@ -251,7 +251,7 @@ internal sealed unsafe class TaskImpl<TArch> : Process where TArch : struct, IAr
     {
         ArgumentOutOfRangeException.ThrowIfNegative(count);
         var mm = Live;
-        lock (mm.Lock)
+        using (mm.Lock.Enter())
             return _sub.PagemapEntries(mm, addr & ~(PageSize.Bytes - 1), count);
     }
 
@@ -267,7 +267,7 @@ internal sealed unsafe class TaskImpl<TArch> : Process where TArch : struct, IAr
         ulong maxPages = (taskSize >> PageSize.Shift) - svpfn;
         int count = (int)Math.Min((ulong)(buffer.Length / 8), maxPages);
         ulong[] e;
-        lock (mm.Lock)
+        using (mm.Lock.Enter())
             e = _sub.PagemapEntries(mm, svpfn << PageSize.Shift, count);
         for (int i = 0; i < count; i++)
             System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(buffer.Slice(i * 8, 8), e[i]);
@@ -277,14 +277,14 @@ internal sealed unsafe class TaskImpl<TArch> : Process where TArch : struct, IAr
     public override string Vtop(ulong addr)
     {
         var mm = Live;
-        lock (mm.Lock)
+        using (mm.Lock.Enter())
             return _sub.UserVtop(mm, addr);
     }
 
     public override void Validate()
     {
         var mm = Live;
-        lock (mm.Lock)
+        using (mm.Lock.Enter())
             _sub.ValidateProcess(mm);
     }
 

@@ -88,7 +88,7 @@ internal sealed unsafe partial class MmSubsystem<TArch>
     internal string Maps(MmState<TArch> mm)
     {
         var sb = new StringBuilder();
-        lock (mm.Lock)
+        using (mm.Lock.Enter())
         {
             for (ulong v = FirstVma(mm); v != 0; v = VmNext(v))
                 VmaMapsLine(sb, mm, v);
@@ -226,7 +226,7 @@ internal sealed unsafe partial class MmSubsystem<TArch>
     internal string Smaps(MmState<TArch> mm)
     {
         var sb = new StringBuilder();
-        lock (mm.Lock)
+        using (mm.Lock.Enter())
         {
             for (ulong v = FirstVma(mm); v != 0; v = VmNext(v))
             {
@@ -248,7 +248,7 @@ internal sealed unsafe partial class MmSubsystem<TArch>
         var sb = new StringBuilder();
         var total = new SmapsStats();
         ulong first = 0, last = 0;
-        lock (mm.Lock)
+        using (mm.Lock.Enter())
         {
             for (ulong v = FirstVma(mm); v != 0; v = VmNext(v))
             {
@@ -332,7 +332,7 @@ internal sealed unsafe partial class MmSubsystem<TArch>
         sb.Append("Groups:\t \n");
         sb.Append(Fmt($"NStgid:\t{t.Pid}\nNSpid:\t{t.Pid}\nNSpgid:\t{t.Pgid}\nNSsid:\t{t.Sid}\n"));
         sb.Append("Kthread:\t0\n");
-        lock (mm.Lock)
+        using (mm.Lock.Enter())
             TaskMem(sb, mm);
         sb.Append("CoreDumping:\t0\n");
         sb.Append(TArch.Kind == ArchKind.X86_64 ? "THP_enabled:\t1\n" : "THP_enabled:\t0\n");
@@ -411,7 +411,7 @@ internal sealed unsafe partial class MmSubsystem<TArch>
     /// <summary>/proc/PID/statm (task_statm()): size resident shared text lib data dt, in pages.</summary>
     internal static string Statm(MmState<TArch> mm)
     {
-        lock (mm.Lock)
+        using (mm.Lock.Enter())
         {
             byte* m = mm.H;
             long shared = GetMmCounter(mm, MmCounter.FilePages) + GetMmCounter(mm, MmCounter.ShmemPages);
@@ -431,7 +431,7 @@ internal sealed unsafe partial class MmSubsystem<TArch>
         ulong L(int off) => GetMmLong(m, off);
         uint flags = *(uint*)(t.H + MmOff<TArch>.TaskFlags);
         string rsslim = TArch.PointerSize == 8 ? "18446744073709551615" : "4294967295";
-        lock (mm.Lock)
+        using (mm.Lock.Enter())
         {
             return Fmt($"{t.Pid} ({t.Comm}) S {t.ParentPid} {t.Pgid} {t.Sid} 0 -1 {flags} {min} 0 {maj} 0 0 0 0 0 20 0 1 0 0 ") +
                    Fmt($"{L(MmOff<TArch>.TotalVm) << PageSize.Shift} {GetMmRss(mm)} {rsslim} {L(MmOff<TArch>.StartCode)} {L(MmOff<TArch>.EndCode)} {L(MmOff<TArch>.StartStack)} 0 0 0 0 0 0 1 0 0 17 0 0 0 0 0 0 ") +
@@ -524,7 +524,7 @@ internal sealed unsafe partial class MmSubsystem<TArch>
         int cpu = _m.Cpus.FirstOrDefault(c => ReferenceEquals(c.ActiveMm, mm.As))?.Id ?? 0;
         sb.Append(Fmt($"PID: {t.Pid,-6} TASK: {t.Va.ToString("x" + w, CultureInfo.InvariantCulture)}  CPU: {cpu}   COMMAND: \"{t.Comm}\"\n"));
         sb.Append(Fmt($"{Center("MM", w)}  {Center("PGD", w)}  {"RSS",6}  {"TOTAL_VM",8}\n"));
-        lock (mm.Lock)
+        using (mm.Lock.Enter())
         {
             ulong rss = (ulong)GetMmRss(mm) << (PageSize.Shift - 10), total = GetMmLong(mm.H, MmOff<TArch>.TotalVm) << (PageSize.Shift - 10);
             sb.Append(Fmt($"{mm.Va.ToString("x" + w, CultureInfo.InvariantCulture)}  {mm.As.PgdVa.ToString("x" + w, CultureInfo.InvariantCulture)}  {rss + "k",6}  {total + "k",8}\n"));
