@@ -272,3 +272,49 @@ public class FaultTests
         p.Validate();
     }
 }
+
+/// <summary>MAP_POPULATE, MAP_GROWSDOWN and MAP_LOCKED.</summary>
+public class MmapFlagTests
+{
+    [Theory]
+    [MemberData(nameof(Machines.Arches), MemberType = typeof(Machines))]
+    public void Map_populate_faults_every_page_in_at_mmap_time(ArchKind arch)
+    {
+        using var m = Machines.Boot(arch, 64);
+        var cpu = m.GetCpu(0);
+        var p = m.Spawn(cpu, "populate");
+        long rss = p.Mm.Rss, pgfault = m.Event(VmEvent.Pgfault);
+        ulong a = p.MapAnon(cpu, 0x8000, RW, 0, MapFlags.Populate);
+        Assert.Equal(rss + 8, p.Mm.Rss);               // private writable: write faults (real pages)
+        Assert.Equal(8, m.Event(VmEvent.Pgfault) - pgfault);
+        var r = p.Touch(cpu, a, 0x8000, MemoryAccess.Write);
+        Assert.Equal((8, 0), (r.Pages, r.MinorFaults));  // nothing left to fault
+        ulong ro = p.MapAnon(cpu, 0x2000, Prot.Read, 0, MapFlags.Populate);
+        Assert.Equal(m.ZeroPagePhys >> 12, p.Pfn(m, ro)); // read-only: read faults map the zero page
+        p.Validate();
+    }
+
+    [Theory]
+    [MemberData(nameof(Machines.Arches), MemberType = typeof(Machines))]
+    public void Map_growsdown_makes_a_stack_like_vma_and_map_locked_populates_and_counts(ArchKind arch)
+    {
+        using var m = Machines.Boot(arch, 64);
+        var cpu = m.GetCpu(0);
+        var p = m.Spawn(cpu, "grows");
+        ulong g = p.MapAnon(cpu, 0x2000, RW, 0x3000_0000, MapFlags.Fixed | MapFlags.GrowsDown);
+        var v = p.Vmas.Single(x => x.Start == g);
+        Assert.Equal(VmFlags.GrowsDown, v.Flags & VmFlags.GrowsDown);
+        Assert.True(p.Touch(cpu, g - 0x3000, 1, MemoryAccess.Write).IsOk);
+        Assert.Equal(g - 0x3000, p.Vmas.Single(x => x.End == g + 0x2000).Start);
+        Assert.Equal(33UL + 5, p.Mm.StackVm);          // a VM_GROWSDOWN VMA counts as stack: 2 pages + 3 grown
+        ulong l = p.MapAnon(cpu, 0x4000, RW, 0, MapFlags.Locked);
+        Assert.Equal(4UL, p.Mm.LockedVm);
+        Assert.NotEqual(0UL, p.Pte(l + 0x3000));       // VM_LOCKED mappings are populated
+        Assert.Contains($"VmLck:\t      16 kB", m.Proc.Read($"{p.Pid}/status"));
+        Assert.True(p.Munmap(cpu, l, 0x4000).IsOk);
+        Assert.Equal(0UL, p.Mm.LockedVm);
+        // More than RLIMIT_MEMLOCK (8 MiB): -EAGAIN.
+        Assert.Equal(Errno.EAGAIN, p.Mmap(cpu, 0, 9UL << 20, RW, Anon | MapFlags.Locked).Error);
+        p.Validate();
+    }
+}
