@@ -8,7 +8,7 @@ internal static partial class Targets
     [
         new("MmFaultBench", "EmulatedFault", "HostFault", 0.1, "#5 demand fault >= 10x the host's fault rate"),
         new("MmForkBench", "Fork64M", "HostFault64M", double.NaN, "#5 fork of a 64 MiB touched process (recorded)"),
-        new("MmForkBench", "CowFault", "HostFault64M", double.NaN, "#5 COW fault after fork, per page (recorded)"),
+        new("MmForkBench", "CowFault", "HostFault64M", double.NaN, "#5 COW fault after fork vs a host anonymous fault, per page (recorded)"),
         new("MmForkBench", "Munmap64M", "HostFault64M", double.NaN, "#5 munmap of 64 MiB touched (recorded)"),
     ];
 }
