@@ -258,9 +258,9 @@ public readonly record struct SysResult(ulong Value, Errno Error)
     /// <exception cref="SyscallException">The call failed.</exception>
     public ulong Unwrap() => IsOk ? Value : throw new SyscallException(Error, $"-{Error} ({ErrnoText.Message(Error)})");
 
-    /// <summary><c>0x7f..</c> for a success, <c>-ENOMEM (Cannot allocate memory)</c> for a failure.</summary>
+    /// <summary><c>0</c> or <c>0x7f..</c> for a success, <c>-ENOMEM (Cannot allocate memory)</c> for a failure.</summary>
     public override string ToString() =>
-        IsOk ? "0x" + Value.ToString("x", CultureInfo.InvariantCulture) : $"-{Error} ({ErrnoText.Message(Error)})";
+        !IsOk ? $"-{Error} ({ErrnoText.Message(Error)})" : Value == 0 ? "0" : "0x" + Value.ToString("x", CultureInfo.InvariantCulture);
 }
 
 /// <summary>A syscall failure turned into an exception by <see cref="SysResult.Unwrap"/>.</summary>
