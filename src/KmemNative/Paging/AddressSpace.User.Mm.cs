@@ -99,36 +99,6 @@ internal sealed unsafe partial class UserAddressSpace<TArch>
         return freed;
     }
 
-    /// <summary>Calls <paramref name="visit"/>(va, pte slot) for every table-backed PTE slot in [start, end) that is not 0.</summary>
-    internal void ForEachPte(ulong start, ulong end, PteVisitor visit)
-    {
-        ulong va = start & ~(PageSize.Bytes - 1);
-        ulong span = PageTables<TArch>.EntrySpan(2);
-        while (va < end)
-        {
-            byte* p = PteOffset(va);
-            if (p == null)
-            {
-                ulong next = (va & ~(span - 1)) + span;
-                if (next <= va)
-                    return;
-                va = next;
-                continue;
-            }
-            ulong tableEnd = Math.Min(end, (va & ~(span - 1)) + span);
-            for (; va < tableEnd; va += PageSize.Bytes, p += 1 << TArch.PteShift)
-            {
-                if (TArch.LoadPte(p) != 0)
-                    visit(va, p);
-            }
-            if (tableEnd == 0)
-                return;
-        }
-    }
-
     private static void ThrowLarge(ulong va, int level) =>
         throw new MappingException($"0x{va:x} is mapped by a {PageTables<TArch>.EntrySpan(level) >> 10} KiB page: user huge pages are not supported by the process subsystem", va);
 }
-
-/// <summary>A PTE visitor: the address and the host pointer of its (non-zero) entry.</summary>
-internal unsafe delegate void PteVisitor(ulong va, byte* pte);
