@@ -17,6 +17,7 @@ internal static class CommandModules
         new PageInspectCommands(),
         new PagingCommands(),
         new SlabCommands(),
+        new MmCommands(),
         new ReplayCommands(),
         new MapCommands(),
         new ScriptCommands(),

@@ -37,12 +37,21 @@ internal sealed class PagingCommands : ICommandModule
         {
             var addr = b.Argument("ADDR", AddrHelp, CliValues.ParseAddress);
             var cpu = CpuOption(b);
+            var pid = b.Option("--pid", "Walk that process's page tables (user address: the VMA is shown too)", CliValues.ParseInt, "PID", () => -1);
             b.UsesMachine();
             return ctx =>
             {
                 var m = ctx.Machine;
                 ulong va = ctx.GetValue(addr);
                 CheckCanonical(m, va, "vtop");
+                if (ctx.GetValue(pid) >= 0)
+                {
+                    var p = m.FindProcess(ctx.GetValue(pid)) ?? throw new CommandFailedException($"no process {ctx.GetValue(pid)} (-ESRCH)");
+                    ctx.Out.Write(p.Vtop(va));
+                    if (m.WalkPageTables(va, p.AddressSpace).Physical is { } ppa)
+                        ctx.SetResult(CliValues.Hex(ppa));
+                    return;
+                }
                 var mm = GetCpu(ctx, cpu).ActiveMm;
                 var walk = m.WalkPageTables(va, mm);
                 ctx.Out.Write(m.Vtop(va, mm));

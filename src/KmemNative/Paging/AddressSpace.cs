@@ -99,7 +99,7 @@ internal sealed class KernelAddressSpace<TArch>(Machine<TArch> machine, KernelPa
 }
 
 /// <summary>A user address space: its own pgd (kernel half shared), its own user page tables.</summary>
-internal sealed unsafe class UserAddressSpace<TArch> : AddressSpace where TArch : struct, IArch
+internal sealed unsafe partial class UserAddressSpace<TArch> : AddressSpace where TArch : struct, IArch
 {
     private readonly Machine<TArch> _m;
     private readonly KernelPaging<TArch> _paging;

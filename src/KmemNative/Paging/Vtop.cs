@@ -115,8 +115,11 @@ internal static unsafe class Vtop<TArch> where TArch : struct, IArch
         return f;
     }
 
-    /// <summary>The whole vtop output for a walk (trailing blanks of crash's padded columns trimmed).</summary>
-    public static string Format(Machine m, PageWalk w)
+    /// <summary>
+    /// The whole vtop output for a walk (trailing blanks of crash's padded columns trimmed). For a user address the
+    /// process subsystem passes crash's VMA lines (<paramref name="vmaBlock"/>), printed between the PTE and the page.
+    /// </summary>
+    public static string Format(Machine m, PageWalk w, string? vmaBlock = null)
     {
         var sb = new StringBuilder();
         bool wide = TArch.PointerSize == 8;
@@ -135,6 +138,8 @@ internal static unsafe class Vtop<TArch> where TArch : struct, IArch
         if (w.Physical is { } phys && w.Steps.Count > 0)
         {
             sb.Append('\n').Append(TranslatePte(w.LastEntry));
+            if (vmaBlock is not null)
+                sb.Append('\n').Append(vmaBlock);
             ulong pfn = phys >> PhysMem.PageSize.Shift;
             if (m.IsRamPfn(pfn))
                 sb.Append('\n').Append(PageLine(m, pfn));
