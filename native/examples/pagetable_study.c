@@ -5,7 +5,8 @@
  *
  * For each profile (x86_64: 4-level paging, 2 MiB/1 GiB linear map; i386: 2-level paging, 4 MiB pages, HIGHMEM)
  * it walks one translation per kind of kernel address with kmem_translate_pgd (level, page size, leaf entry),
- * prints crash's vtop for it, then the first lines of the kernel's ptdump. */
+ * prints crash's vtop for it, then the first lines of the kernel's ptdump; then a process's page of anonymous
+ * memory before and after fork() and the child's first write (copy-on-write), and the child's /proc/PID/maps. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,6 +44,61 @@ static void walk(kmem_machine_t m, const struct kmem_machine_info *mi, const cha
     if (kmem_vtop(m, va, text, sizeof text) < 0)
         die("kmem_vtop");
     printf("%s", text);
+}
+
+/* The translation of a user address in the address space running on cpu (its CR3). */
+static void user_walk(kmem_machine_t m, kmem_cpu_t cpu, const char *who, uint64_t va)
+{
+    struct kmem_translation t;
+    uint64_t cr3;
+    if (kmem_cpu_cr3(cpu, &cr3) != 0)
+        die("kmem_cpu_cr3");
+    if (kmem_translate_pgd(m, cr3, va, KMEM_ACCESS_READ, KMEM_MODE_USER, &t) != 0) {
+        struct kmem_fault f;
+        if (kmem_last_fault(&f) == 0 && (f.error_code & 1) == 0)
+            printf("   %-34s CR3 0x%08" PRIx64 " -> not mapped yet (the walk stops at a level-%u entry 0x%" PRIx64 "): the first access faults it in\n",
+                   who, cr3, f.level, f.entry);
+        else
+            printf("   %-34s %s\n", who, kmem_last_error());
+        return;
+    }
+    printf("   %-34s CR3 0x%08" PRIx64 " -> phys 0x%08" PRIx64 ", PTE 0x%" PRIx64 " (%s)\n", who, cr3, t.phys, t.entry,
+           (t.entry & 2) ? "writable" : "read-only");
+}
+
+static void process_study(kmem_machine_t m, kmem_cpu_t cpu)
+{
+    kmem_process_t parent, child;
+    uint64_t a;
+    char name[32], buf[8];
+    if (kmem_process_create(cpu, "study", &parent) != 0)
+        die("kmem_process_create");
+    if (kmem_mmap(cpu, parent, 0, 2 * 4096, KMEM_PROT_READ | KMEM_PROT_WRITE, KMEM_MAP_PRIVATE | KMEM_MAP_ANONYMOUS, &a) != 0)
+        die("kmem_mmap");
+    printf("\n== process %d: 8 KiB of anonymous memory at 0x%" PRIx64 ", fork() and copy-on-write\n",
+           kmem_process_pid(parent), a);
+    user_walk(m, cpu, "parent, before any access", a);
+    if (kmem_write_virt(cpu, a, "hello", 6, KMEM_MODE_USER) != 0) /* the process runs on cpu since kmem_mmap */
+        die("kmem_write_virt");
+    user_walk(m, cpu, "parent, after its first write", a);
+    if (kmem_process_fork(cpu, parent, &child) != 0)
+        die("kmem_process_fork");
+    user_walk(m, cpu, "parent, after fork()", a);
+    if (kmem_process_switch(cpu, child) != 0)
+        die("kmem_process_switch");
+    user_walk(m, cpu, "child, after fork()", a);
+    if (kmem_write_virt(cpu, a, "world", 6, KMEM_MODE_USER) != 0)
+        die("kmem_write_virt (child)");
+    user_walk(m, cpu, "child, after its write (a copy)", a);
+    if (kmem_process_switch(cpu, parent) != 0 || kmem_read_virt(cpu, a, buf, 6, KMEM_MODE_USER) != 0)
+        die("kmem_read_virt (parent)");
+    printf("   the parent still reads \"%s\"\n", buf);
+    snprintf(name, sizeof name, "%d/maps", kmem_process_pid(child));
+    if (kmem_proc_read(m, name, text, sizeof text) < 0)
+        die("kmem_proc_read");
+    printf("\n== /proc/%s\n%s", name, text);
+    if (kmem_process_exit(cpu, child) != 0 || kmem_process_exit(cpu, parent) != 0)
+        die("kmem_process_exit");
 }
 
 static void study(uint32_t arch, uint64_t mem)
@@ -97,6 +153,8 @@ static void study(uint32_t arch, uint64_t mem)
     printf("\n== ptdump (first lines)\n");
     for (line = strtok(text, "\n"); line && lines < 16; line = strtok(NULL, "\n"), lines++)
         printf("%s\n", line);
+
+    process_study(m, cpu);
 
     kmem_vfree(cpu, vm);
     kmem_kfree(cpu, obj);

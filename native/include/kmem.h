@@ -106,7 +106,7 @@ typedef uint32_t kmem_gfp_t;
 #define KMEM_ENOENT 2      /* no such /proc file */
 #define KMEM_EINVAL 22     /* invalid argument: bad order, GFP bits, size, flags; invalid or double free */
 #define KMEM_ENOSPC 28     /* handle table full */
-#define KMEM_ENOSYS 38     /* not implemented (yet) */
+#define KMEM_ENOSYS 38     /* not implemented */
 #define KMEM_EPROTO 71     /* ABI version mismatch */
 
 /* ------------------------------------------------------------------------------------------------ GFP flags */
@@ -575,7 +575,8 @@ KMEM_API int32_t kmem_tlb_stats(kmem_cpu_t cpu, struct kmem_tlb_stats *out);
  * buffer of return value + 1 bytes holds it. buf may be NULL when size is 0. Negative errno on failure. */
 
 /* /proc files: "buddyinfo", "pagetypeinfo", "zoneinfo", "meminfo", "vmstat", "slabinfo", "vmallocinfo"...
- * (-ENOENT for an unknown name; "PID/maps" once processes exist). */
+ * and per process "PID/maps", "PID/smaps", "PID/smaps_rollup", "PID/status", "PID/statm", "PID/stat"
+ * (kmem_process_pid). -ENOENT for an unknown name or pid. */
 KMEM_API int64_t kmem_proc_read(kmem_machine_t m, const char *name, char *buf, size_t size);
 
 /* The kernel's ptdump of init_mm (/sys/kernel/debug/page_tables/kernel). */
@@ -588,8 +589,20 @@ KMEM_API int64_t kmem_vtop(kmem_machine_t m, uint64_t virt, char *buf, size_t si
 KMEM_API int64_t kmem_dmesg(kmem_machine_t m, char *buf, size_t size);
 
 /* ------------------------------------------------------------------------------------------------ PROCESSES */
-/* Processes (mm_struct, VMAs, demand paging, fork with copy-on-write, exit) arrive with the process subsystem.
- * The calls are part of ABI 1.0 and return -ENOSYS until then, so programs can be written against them now. */
+/* Processes: a task_struct and an mm_struct in the arena (from their slab caches), VMAs, page tables, demand
+ * paging, fork with copy-on-write, exit. A new process runs /usr/bin/COMM in the standard layout (text and data
+ * mapped from the program file, bss, brk, the stack with argv and envp; no randomization) below TASK_SIZE
+ * (0xc0000000 on i386, 0x7ffffffff000 on x86_64); /proc "PID/maps", "PID/smaps", "PID/status"... describe it.
+ *
+ * A process runs on the CPU of the call that last ran it: kmem_process_switch, kmem_touch, and the calls that
+ * create it (switch_mm: CR3 then holds its pgd). While it runs there, kmem_translate/kmem_read_virt/kmem_write_virt
+ * with KMEM_MODE_USER are its own accesses: they go through its page tables, and its fault handler demand-pages,
+ * copies on write and grows the stack. A bad user access (SIGSEGV, SIGBUS) fails with -EFAULT: the message names
+ * the signal ("SIGSEGV at 0x1000 (SEGV_MAPERR, error 0x4) in process 1000 (a.out)") and kmem_last_fault() has
+ * the fault; the process keeps running, as it would with a handler for the signal.
+ *
+ * Process handles are retired by kmem_process_exit and by kmem_machine_destroy (-EBADF afterwards); a process
+ * used with a CPU of another machine is -EINVAL. System-call failures are the kernel's errno values, negated. */
 
 #define KMEM_PROT_NONE 0x0u
 #define KMEM_PROT_READ 0x1u
@@ -599,25 +612,43 @@ KMEM_API int64_t kmem_dmesg(kmem_machine_t m, char *buf, size_t size);
 #define KMEM_MAP_PRIVATE 0x02u
 #define KMEM_MAP_FIXED 0x10u
 #define KMEM_MAP_ANONYMOUS 0x20u
+#define KMEM_MAP_NORESERVE 0x4000u
 #define KMEM_MAP_POPULATE 0x8000u
+#define KMEM_MAP_FIXED_NOREPLACE 0x100000u
 
-/* A new process with a fresh mm (pid in the handle's process; comm as task->comm). */
+/* More errno values the process calls return (the kernel's, negated). */
+#define KMEM_EPERM 1       /* MAP_FIXED below vm.mmap_min_addr (the process is unprivileged) */
+#define KMEM_ESRCH 3       /* the process has exited (killed) while C still held its handle */
+#define KMEM_EAGAIN 11     /* no free pid; RLIMIT_MEMLOCK */
+#define KMEM_EACCES 13     /* mprotect/mmap permissions */
+#define KMEM_EOVERFLOW 75  /* mmap offset overflow */
+
+/* A new process with a fresh mm running /usr/bin/COMM (comm: 1-15 characters kept, no '/'), on cpu. 0, -EINVAL,
+ * -ENOMEM, -EAGAIN, -ENOSPC (handle table full). */
 KMEM_API int32_t kmem_process_create(kmem_cpu_t cpu, const char *comm, kmem_process_t *out);
-/* fork(): a child sharing the parent's pages copy-on-write. */
+/* fork(): a child sharing the parent's anonymous pages copy-on-write (both sides' PTEs write-protected; the first
+ * write on either side copies, or reuses a page nobody else holds). The parent keeps running on cpu. */
 KMEM_API int32_t kmem_process_fork(kmem_cpu_t cpu, kmem_process_t parent, kmem_process_t *child);
-/* exit(): unmap everything, free the page tables and the mm; the handle becomes stale. */
+/* exit(): unmap everything, free the page tables, the mm and the task; the CPUs running it switch to the kernel's
+ * tables and the handle becomes stale (a second exit is -EBADF). -EBUSY (handle still valid) when the process
+ * runs on a CPU another thread holds: exit it from that thread, or after that thread's kmem_cpu_put. */
 KMEM_API int32_t kmem_process_exit(kmem_cpu_t cpu, kmem_process_t p);
-/* The pid, or a negative errno. */
+/* The pid (1000, 1001, ...), or -EBADF. */
 KMEM_API int32_t kmem_process_pid(kmem_process_t p);
-/* Runs the process on the CPU (switch_mm): user-mode kmem_translate/read/write then use its page tables. */
+/* Runs the process on the CPU (switch_mm): user-mode kmem_translate/read_virt/write_virt then use its page tables. */
 KMEM_API int32_t kmem_process_switch(kmem_cpu_t cpu, kmem_process_t p);
-/* mmap(addr, len, prot, flags, -1, 0) of anonymous memory: the address in *out. */
+/* mmap(addr, len, prot, flags, -1, 0): anonymous memory (KMEM_MAP_ANONYMOUS with KMEM_MAP_PRIVATE or
+ * KMEM_MAP_SHARED); addr 0 lets the kernel choose (top-down from mmap_base), KMEM_MAP_FIXED takes it as is. The
+ * address in *out; the kernel's errors (-EINVAL, -ENOMEM, -EEXIST, -EPERM...) with the call in the message. */
 KMEM_API int32_t kmem_mmap(kmem_cpu_t cpu, kmem_process_t p, uint64_t addr, uint64_t len, uint32_t prot,
                            uint32_t flags, uint64_t *out);
-/* munmap(addr, len). */
+/* munmap(addr, len): splits VMAs, frees the pages and page tables. -EINVAL for an unaligned addr or len 0. */
 KMEM_API int32_t kmem_munmap(kmem_cpu_t cpu, kmem_process_t p, uint64_t addr, uint64_t len);
-/* User-mode accesses to every page of [addr, addr + len): page faults, demand paging, COW breaks. Returns the
- * number of faults taken (>= 0) or -EFAULT (SIGSEGV). */
+/* Runs p on cpu and makes one user-mode access (KMEM_ACCESS_READ, WRITE or EXEC) to every page of
+ * [addr, addr + len) through the MMU: page faults, demand paging, COW breaks, stack growth. A write access stores
+ * nothing (the bytes stay as they are, like `lock add $0`). Returns the number of faults the process took (>= 0;
+ * 0 when everything was mapped already), or -EFAULT at the first page that raises SIGSEGV/SIGBUS (the pages
+ * before it were touched; kmem_last_fault() has the fault). */
 KMEM_API int64_t kmem_touch(kmem_cpu_t cpu, kmem_process_t p, uint64_t addr, uint64_t len, uint32_t access);
 
 #ifdef __cplusplus

@@ -62,7 +62,8 @@ const char *proc(kmem_machine_t m, const char *name)
     X(fast_path) X(fast_path_i386) X(fast_path_stale)                                                \
     X(conversions) X(conversion_errors) X(page_info)                                                 \
     X(mmu_translate) X(mmu_vmalloc_rw) X(mmu_faults) X(mmu_i386)                                     \
-    X(views) X(views_truncation) X(processes_enosys) X(threads) X(cxx_header)
+    X(views) X(views_truncation) X(threads) X(cxx_header)                                           \
+    X(process_fork_cow) X(process_fork_cow_i386) X(process_errors) X(process_busy_cpu)
 
 #define DECLARE(n) void test_##n(void);
 TESTS(DECLARE)

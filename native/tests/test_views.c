@@ -1,4 +1,4 @@
-/* /proc views, ptdump, vtop, dmesg; the process calls; threads. */
+/* /proc views, ptdump, vtop, dmesg; threads. */
 #include <pthread.h>
 
 #include "harness.h"
@@ -39,25 +39,6 @@ void test_views_truncation(void)
     CHECK(kmem_proc_read(m, "meminfo", full, (size_t)need + 1) == need && strlen(full) == (size_t)need);
     free(full);
     CHECK_ERR(kmem_proc_read(m, "meminfo", NULL, 10), KMEM_EFAULT, "NULL");
-    CHECK(kmem_machine_destroy(m) == 0);
-}
-
-void test_processes_enosys(void)
-{
-    kmem_machine_t m = boot(KMEM_ARCH_X86_64, 64ull << 20, 1, 0, NULL);
-    kmem_cpu_t c = cpu_of(m, 0), bad = {0};
-    kmem_process_t p = {0}, child;
-    uint64_t addr;
-    CHECK_ERR(kmem_process_create(c, "a.out", &p), KMEM_ENOSYS, "process");
-    CHECK(p.h == 0);
-    CHECK_ERR(kmem_process_fork(c, p, &child), KMEM_ENOSYS, NULL);
-    CHECK_ERR(kmem_process_exit(c, p), KMEM_ENOSYS, NULL);
-    CHECK_ERR(kmem_process_pid(p), KMEM_ENOSYS, NULL);
-    CHECK_ERR(kmem_process_switch(c, p), KMEM_ENOSYS, NULL);
-    CHECK_ERR(kmem_mmap(c, p, 0, 4096, KMEM_PROT_READ | KMEM_PROT_WRITE, KMEM_MAP_PRIVATE | KMEM_MAP_ANONYMOUS, &addr), KMEM_ENOSYS, NULL);
-    CHECK_ERR(kmem_munmap(c, p, 0, 4096), KMEM_ENOSYS, NULL);
-    CHECK_ERR(kmem_touch(c, p, 0, 4096, KMEM_ACCESS_WRITE), KMEM_ENOSYS, NULL);
-    CHECK_ERR(kmem_process_create(bad, "a.out", &p), KMEM_EBADF, "CPU handle");
     CHECK(kmem_machine_destroy(m) == 0);
 }
 

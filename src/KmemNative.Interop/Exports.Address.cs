@@ -275,6 +275,10 @@ internal static unsafe partial class Exports
             // Cpu.Translate: a TLB hit is one masked compare and an add; a miss walks (and may fault).
             return (long)c.Cpu.Translate(va, (MemoryAccess)access, (PrivilegeMode)mode);
         }
+        catch (PageFaultException e) when (mode == 1)
+        {
+            return UserFault(cpu, e, "kmem_translate");
+        }
         catch (Exception e)
         {
             return LastError.Set(e, "kmem_translate");
@@ -319,6 +323,10 @@ internal static unsafe partial class Exports
             c.M.Machine.ReadVirtual(c.Cpu, va, new Span<byte>(dst, (int)len), (PrivilegeMode)mode);
             return 0;
         }
+        catch (PageFaultException e) when (mode == 1)
+        {
+            return UserFault(cpu, e, "kmem_read_virt");
+        }
         catch (Exception e)
         {
             return LastError.Set(e, "kmem_read_virt");
@@ -336,6 +344,10 @@ internal static unsafe partial class Exports
                 return LastError.Set(Errno.EINVAL, "kmem_write_virt: bad mode, length or NULL buffer");
             c.M.Machine.WriteVirtual(c.Cpu, va, new ReadOnlySpan<byte>(src, (int)len), (PrivilegeMode)mode);
             return 0;
+        }
+        catch (PageFaultException e) when (mode == 1)
+        {
+            return UserFault(cpu, e, "kmem_write_virt");
         }
         catch (Exception e)
         {

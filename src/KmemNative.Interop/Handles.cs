@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using KmemNative.Arch;
+using KmemNative.Mm;
 using KmemNative.Slab;
 
 namespace KmemNative.Interop;
@@ -54,6 +55,9 @@ internal sealed unsafe class MachineEntry(ulong handle, int slot, Machine machin
     /// <summary>Cache handle slots this machine owns (under <see cref="Handles.Lock"/>).</summary>
     public readonly Dictionary<KmemCache, int> Caches = new(ReferenceEqualityComparer.Instance);
 
+    /// <summary>Process handle slots this machine owns (under <see cref="Handles.Lock"/>).</summary>
+    public readonly Dictionary<Process, int> Processes = new(ReferenceEqualityComparer.Instance);
+
     /// <summary>The guest (kernel virtual) address of a host pointer in the linear map; NULL and ZERO_SIZE_PTR map to themselves.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public ulong VaOf(void* p) => (ulong)p <= 16 ? (ulong)p : (ulong)((byte*)p - Arena) + PageOffset;
@@ -82,6 +86,15 @@ internal sealed class CacheEntry(ulong handle, int slot, MachineEntry m, KmemCac
     public readonly KmemCache Cache = cache;
 }
 
+/// <summary>A process handed to C (its task and mm live in the machine's arena).</summary>
+internal sealed class ProcessEntry(ulong handle, int slot, MachineEntry m, Process process)
+{
+    public readonly ulong Handle = handle;
+    public readonly int Slot = slot;
+    public readonly MachineEntry M = m;
+    public readonly Process Process = process;
+}
+
 /// <summary>
 /// The handle tables: no GCHandle, no pointer to a managed object ever reaches C. A handle is
 /// <c>generation &lt;&lt; 32 | type &lt;&lt; 24 | slot</c>; a slot holds an immutable entry whose <c>Handle</c> must equal the
@@ -95,12 +108,14 @@ internal static unsafe class Handles
     public const int MaxMachines = 64;
     public const int MaxCpusPerMachine = 64;
     public const int MaxCaches = 1 << 16;
+    public const int MaxProcesses = 1 << 16;
 
-    private const uint TagMachine = 1, TagCpu = 2, TagCache = 3;
+    private const uint TagMachine = 1, TagCpu = 2, TagCache = 3, TagProcess = 4;
 
     // Offsets of each table's generations in s_gen.
     private const int GenMachines = 0, GenCpus = GenMachines + MaxMachines, GenCaches = GenCpus + MaxMachines * MaxCpusPerMachine;
-    private const int GenCount = GenCaches + MaxCaches;
+    private const int GenProcesses = GenCaches + MaxCaches;
+    private const int GenCount = GenProcesses + MaxProcesses;
 
     public static readonly Lock Lock = new();
 
@@ -108,6 +123,8 @@ internal static unsafe class Handles
     private static readonly CpuEntry?[] s_cpus = new CpuEntry?[MaxMachines * MaxCpusPerMachine];
     private static readonly CacheEntry?[] s_caches = new CacheEntry?[MaxCaches];
     private static int s_cacheHint;
+    private static readonly ProcessEntry?[] s_processes = new ProcessEntry?[MaxProcesses];
+    private static int s_processHint;
 
     /// <summary>Live generation per slot (starts at 1; bumped when the slot's object goes). Native, never freed.</summary>
     private static readonly uint* s_gen = InitGenerations();
@@ -159,6 +176,16 @@ internal static unsafe class Handles
         return null;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static ProcessEntry? Process(ProcessHandle h)
+    {
+        uint slot = (uint)h.Value & 0xff_ffff;
+        var t = s_processes;
+        if (slot < (uint)t.Length && t[slot] is { } e && e.Handle == h.Value)
+            return e;
+        return null;
+    }
+
     /// <summary>Native address of the live generation word of a CPU handle slot.</summary>
     public static uint* CpuGenWord(CpuEntry c) => s_gen + GenCpus + c.Slot;
 
@@ -185,7 +212,7 @@ internal static unsafe class Handles
         return null;
     }
 
-    /// <summary>Retires the machine's handle and every CPU and cache handle of it; the caller disposes the machine.</summary>
+    /// <summary>Retires the machine's handle and every CPU, cache and process handle of it; the caller disposes the machine.</summary>
     public static void RemoveMachine(MachineEntry m)
     {
         lock (Lock)
@@ -209,6 +236,12 @@ internal static unsafe class Handles
                 s_caches[slot] = null;
             }
             m.Caches.Clear();
+            foreach (int slot in m.Processes.Values)
+            {
+                Retire(GenProcesses + slot);
+                s_processes[slot] = null;
+            }
+            m.Processes.Clear();
         }
     }
 
@@ -278,6 +311,49 @@ internal static unsafe class Handles
             Retire(GenCaches + k.Slot);
             s_caches[k.Slot] = null;
             k.M.Caches.Remove(k.Cache);
+        }
+    }
+
+    // ---- processes ------------------------------------------------------------------------------------
+
+    /// <summary>
+    /// The handle of a live process (the existing one when C already holds one); null when the table is full or
+    /// the machine's handle was retired meanwhile (kmem_machine_destroy racing with the call: a misuse).
+    /// </summary>
+    public static ProcessEntry? AddProcess(MachineEntry m, Process process)
+    {
+        lock (Lock)
+        {
+            if (!ReferenceEquals(s_machines[m.Slot], m))
+                return null;
+            if (m.Processes.TryGetValue(process, out int existing) && s_processes[existing] is { } old)
+                return old;
+            for (int n = 0; n < MaxProcesses; n++)
+            {
+                int i = (s_processHint + n) % MaxProcesses;
+                if (s_processes[i] is null)
+                {
+                    s_processHint = i + 1;
+                    var e = new ProcessEntry(Encode(TagProcess, i, s_gen[GenProcesses + i]), i, m, process);
+                    Volatile.Write(ref s_processes[i], e);
+                    m.Processes[process] = i;
+                    return e;
+                }
+            }
+        }
+        return null;
+    }
+
+    /// <summary>Retires a process handle (after exit: the task and its mm are gone).</summary>
+    public static void RemoveProcess(ProcessEntry p)
+    {
+        lock (Lock)
+        {
+            if (!ReferenceEquals(s_processes[p.Slot], p))
+                return;
+            Retire(GenProcesses + p.Slot);
+            s_processes[p.Slot] = null;
+            p.M.Processes.Remove(p.Process);
         }
     }
 }

@@ -2,6 +2,7 @@ using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Text;
 using KmemNative.Diagnostics;
+using KmemNative.Mm;
 using KmemNative.Paging;
 using KmemNative.Slab;
 
@@ -10,8 +11,8 @@ namespace KmemNative.Interop;
 /// <summary>Linux errno values the C ABI returns negated (kmem.h KMEM_E*).</summary>
 internal static class Errno
 {
-    public const int ENOENT = 2, EIO = 5, EBADF = 9, ENOMEM = 12, EFAULT = 14, EBUSY = 16, EEXIST = 17, EINVAL = 22,
-        ENOSPC = 28, ENOSYS = 38, EPROTO = 71;
+    public const int EPERM = 1, ENOENT = 2, ESRCH = 3, EIO = 5, EBADF = 9, EAGAIN = 11, ENOMEM = 12, EACCES = 13, EFAULT = 14,
+        EBUSY = 16, EEXIST = 17, EINVAL = 22, ENOSPC = 28, ENOSYS = 38, EPROTO = 71, EOVERFLOW = 75;
 }
 
 /// <summary>
@@ -63,7 +64,7 @@ internal static unsafe class LastError
     [MethodImpl(MethodImplOptions.NoInlining)]
     public static int Set(Exception e, string function)
     {
-        int rc = Set(ErrnoOf(e), $"{function}: {e.Message}");
+        int rc = Set(ErrnoOf(e), $"{function}: {MessageOf(e)}");
         if (e is PageFaultException pf)
             SetFault(pf.Fault);
         return rc;
@@ -89,10 +90,13 @@ internal static unsafe class LastError
         SlabBugException sb => sb.Bug == SlabBug.ObjectsRemaining ? Errno.EBUSY : Errno.EINVAL,
         SlabCacheException sc when CreateErrno(sc.Message) is > 0 and var errno => errno,
         ProcFileNotFoundException => Errno.ENOENT,
-        KernelPanicException or ConsistencyException or TlbCoherenceException => Errno.EIO,
+        SyscallException sys => (int)sys.Error,
+        KernelPanicException or ConsistencyException or TlbCoherenceException or MmCorruptException => Errno.EIO,
         OutOfMemoryException or InsufficientExecutionStackException => Errno.ENOMEM,
         MachineConfigException or InvalidAllocationException or GfpFormatException or MappingException or BadPageException
-            or SlabCacheException or ArgumentException or FormatException or KmemException => Errno.EINVAL,
+            or SlabCacheException or ArgumentException or FormatException => Errno.EINVAL,
+        KmemException k when k.GetType() == typeof(KmemException) && MessageErrno(k.Message) is > 0 and var errno => errno,
+        KmemException => Errno.EINVAL,
         _ => Errno.EIO,
     };
 
@@ -107,5 +111,40 @@ internal static unsafe class LastError
         for (i += marker.Length; i < message.Length && char.IsAsciiDigit(message[i]); i++)
             n = n * 10 + (message[i] - '0');
         return n;
+    }
+
+    /// <summary>
+    /// The errno a plain KmemException names in its text, as the process subsystem writes it ("fork(): no free pid
+    /// (-EAGAIN)", "execve(...): -ENOMEM (Cannot allocate memory)"); 0 if none.
+    /// </summary>
+    private static int MessageErrno(string message)
+    {
+        for (int i = message.IndexOf("-E", StringComparison.Ordinal); i >= 0; i = message.IndexOf("-E", i + 2, StringComparison.Ordinal))
+        {
+            int end = i + 1;
+            while (end < message.Length && (char.IsAsciiLetterUpper(message[end]) || char.IsAsciiDigit(message[end])))
+                end++;
+            if (Enum.TryParse(message.AsSpan(i + 1, end - i - 1), out Mm.Errno e) && e != Mm.Errno.None)
+                return (int)e;
+        }
+        return 0;
+    }
+
+    /// <summary>
+    /// The exception's text without the "(Parameter 'x')" that ArgumentException appends (with
+    /// UseSystemResourceKeys, as this library is published, that suffix is the bare resource key).
+    /// </summary>
+    private static string MessageOf(Exception e)
+    {
+        string message = e.Message;
+        if (e is ArgumentException { ParamName: not null })
+        {
+            int i = message.IndexOf(" (Parameter '", StringComparison.Ordinal);
+            if (i < 0)
+                i = message.IndexOf(" Arg_ParamName_Name", StringComparison.Ordinal);
+            if (i > 0)
+                message = message[..i];
+        }
+        return message;
     }
 }

@@ -547,7 +547,7 @@ internal sealed unsafe partial class MmSubsystem<TArch>
                 continue;
             }
             if (!_m.TryClaimCpu(c, out bool mine))
-                throw new KmemException($"the process runs on cpu{c.Id}, which another thread holds: exit it from there");
+                throw new CpuUnavailableException($"the process runs on cpu{c.Id}, which another thread holds: exit it from there");
             _m.SwitchMm(c, _m.InitMm);
             if (!mine)
                 _m.UnclaimCpu(c);
