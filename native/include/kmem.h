@@ -101,7 +101,7 @@ typedef uint32_t kmem_gfp_t;
 #define KMEM_EBADF 9       /* bad, stale or wrong-type handle; destroyed machine */
 #define KMEM_ENOMEM 12     /* out of (emulated) memory */
 #define KMEM_EFAULT 14     /* bad address: page fault, not RAM, not a linear-map address, outside the arena */
-#define KMEM_EBUSY 16      /* CPU held by another thread; cache still has objects */
+#define KMEM_EBUSY 16      /* CPU held by another thread; cache still has objects; process running elsewhere */
 #define KMEM_EEXIST 17     /* a cache of that name exists */
 #define KMEM_ENOENT 2      /* no such /proc file */
 #define KMEM_EINVAL 22     /* invalid argument: bad order, GFP bits, size, flags; invalid or double free */

@@ -261,6 +261,9 @@ public sealed unsafe partial class Machine<TArch>
     public override ulong VmallocEnd => _paging.VmallocEnd;
 
     /// <inheritdoc/>
+    public override ulong TaskSize => TArch.TaskSizeMax;
+
+    /// <inheritdoc/>
     public override IReadOnlyList<KernelArea> KernelAreas => _paging.Areas;
 
     /// <inheritdoc/>

@@ -150,6 +150,12 @@ public abstract partial class Machine
     /// <summary>VMALLOC_END (exclusive).</summary>
     public abstract ulong VmallocEnd { get; }
 
+    /// <summary>
+    /// TASK_SIZE: the end of user space (exclusive). 0xc0000000 = PAGE_OFFSET on i386; 2^47 - 4096 on x86-64, whose
+    /// last page below the non-canonical hole is never mapped (the SYSRET guard).
+    /// </summary>
+    public abstract ulong TaskSize { get; }
+
     /// <summary>The areas of the kernel's virtual address map.</summary>
     public abstract IReadOnlyList<KernelArea> KernelAreas { get; }
 

@@ -90,8 +90,8 @@ internal sealed class MapCommands : ICommandModule
 
     private static void Virt(CommandContext ctx, Machine m, int? pid, string? path)
     {
-        if (pid is { } p && VmaSources.Current.Vmas(m, p) is null && !ReferenceEquals(VmaSources.Current, VmaSources.Empty))
-            throw new CommandFailedException($"no process {p}");
+        if (pid is { } p && m.FindProcess(p) is null)
+            throw new CommandFailedException($"no process {p} (-ESRCH)");
         if (path is not null)
         {
             ReplayCommands.WriteFile(path, MemoryPictures.VirtualSvg(m, pid));

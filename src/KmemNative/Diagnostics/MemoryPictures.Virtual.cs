@@ -52,29 +52,36 @@ public static partial class MemoryPictures
     };
 
     /// <summary>
-    /// The bands of the picture, lowest address first: the process's VMAs (from <see cref="VmaSources.Current"/>)
-    /// and the gaps between them up to TASK_SIZE, then the kernel's areas with the markers the kernel names
-    /// (PAGE_OFFSET, high_memory, VMALLOC_START/END, PKMAP_BASE, FIXADDR_START, __START_KERNEL_map).
+    /// The bands of the picture, lowest address first: the process's VMAs and the gaps between them up to
+    /// TASK_SIZE, then the kernel's areas with the markers the kernel names (PAGE_OFFSET, high_memory,
+    /// VMALLOC_START/END, PKMAP_BASE, FIXADDR_START, __START_KERNEL_map).
     /// </summary>
-    public static IReadOnlyList<VirtualBand> VirtualBands(Machine machine, int? pid = null)
+    /// <param name="machine">The machine.</param>
+    /// <param name="pid">The process whose VMAs fill user space (none: user space is one band).</param>
+    /// <param name="source">Where the VMAs come from (default: the machine's processes, <see cref="VmaSources.Processes"/>).</param>
+    public static IReadOnlyList<VirtualBand> VirtualBands(Machine machine, int? pid = null, IVmaSource? source = null)
     {
         ArgumentNullException.ThrowIfNull(machine);
         bool i386 = machine.Arch == ArchKind.I386;
         ulong top = i386 ? 0xffff_ffffUL : ulong.MaxValue;
         var bands = new List<VirtualBand>();
-        IReadOnlyList<VmaView>? vmas = pid is { } p ? VmaSources.Current.Vmas(machine, p) : null;
+        IReadOnlyList<VmaView>? vmas = pid is { } p ? (source ?? VmaSources.Processes).Vmas(machine, p) : null;
         foreach (var a in machine.KernelAreas)
         {
             ulong last = a.End == 0 ? top : a.End - 1;
             if (a.Kind == AddressKind.User)
             {
+                // User space ends at TASK_SIZE; on x86-64 the page below the non-canonical hole is never mapped.
+                ulong taskLast = Math.Min(last, machine.TaskSize - 1);
                 if (vmas is { Count: > 0 })
+                    AddUserBands(bands, a.Start, taskLast, vmas);
+                else
                 {
-                    AddUserBands(bands, a.Start, last, vmas);
-                    continue;
+                    string who = pid is { } q ? F($"no process {q}") : "no process chosen (--pid N)";
+                    bands.Add(new VirtualBand(a.Start, taskLast, "user", "user space", F($"up to TASK_SIZE {Hex(taskLast + 1)}; {who}")));
                 }
-                string who = pid is { } q ? F($"no process {q}") : "no process chosen (--pid N)";
-                bands.Add(new VirtualBand(a.Start, last, "user", "user space", F($"up to TASK_SIZE {Hex(last + 1)}; {who}")));
+                if (taskLast < last)
+                    bands.Add(new VirtualBand(taskLast + 1, last, "unused", "guard page above TASK_SIZE", null));
                 continue;
             }
             string? detail = a.Kind switch
@@ -129,22 +136,32 @@ public static partial class MemoryPictures
     /// TASK_SIZE, then the kernel's part — on i386 the lowmem linear map at PAGE_OFFSET with its physical range, the
     /// vmalloc area, the pkmap window and the fixmap; on x86-64 the direct map, vmalloc, vmemmap and the kernel text.
     /// Bands are to scale (the linear map of RAM sets the scale) where they fit between a minimum and a maximum
-    /// height; the others are drawn at that bound and marked with a broken-axis zigzag.
+    /// height; the others are drawn at that bound and marked with a broken-axis zigzag. Labels sit beside their
+    /// band, moved apart (with a leader line) where small bands would make them overlap.
     /// </summary>
-    public static string VirtualSvg(Machine machine, int? pid = null, string? title = null)
+    /// <param name="machine">The machine.</param>
+    /// <param name="pid">The process whose VMAs to draw (none: user space is one band).</param>
+    /// <param name="title">The heading (default: the profile, the RAM and the process).</param>
+    /// <param name="source">Where the VMAs come from (default: the machine's processes, <see cref="VmaSources.Processes"/>).</param>
+    public static string VirtualSvg(Machine machine, int? pid = null, string? title = null, IVmaSource? source = null)
     {
-        var bands = VirtualBands(machine, pid);
+        var bands = VirtualBands(machine, pid, source);
         double linear = bands.Where(b => b.Key == "logical").Sum(b => (double)(b.Last - b.Start) + 1);
         if (linear <= 0)
             linear = 1UL << 30;
         double scale = 220.0 / linear;   // px per byte: the linear map of RAM is 220 px tall
         const double colX = 330, colW = 190, top = 80, minH = 16, maxH = 240, gapMin = 6, gapMax = 36;
-        var heights = new List<(VirtualBand Band, double H, bool Broken)>();
-        foreach (var b in bands)
+        const double labelX = colX + colW + 24;
+
+        // Geometry, highest band first.
+        var rows = new List<BandRow>(bands.Count);
+        double y = top;
+        for (int i = bands.Count - 1; i >= 0; i--)
         {
+            var b = bands[i];
             double bytes = (double)(b.Last - b.Start) + 1;
             double h = bytes * scale;
-            bool gap = b.Key is "unused" or "non-canonical" or "guard-hole";
+            bool gap = IsGap(b);
             double lo = gap ? gapMin : minH, hi = gap ? gapMax : maxH;
             bool broken = h < lo || h > hi;
             if (h > hi)
@@ -153,54 +170,128 @@ public static partial class MemoryPictures
                 double over = Math.Log2(h / hi);
                 h = gap ? Math.Min(gapMax, gapMin + 3 * over) : Math.Min(maxH, 60 + 6 * over);
             }
-            heights.Add((b, Math.Max(h, lo), broken));
+            h = Math.Max(h, lo);
+            rows.Add(new BandRow(b, y, h, broken));
+            y += h;
         }
-        double total = heights.Sum(h => h.H);
-        double width = colX + colW + 560;
-        double height = top + total + 60;
+        double columnBottom = y;
+
+        // Labels beside the column: each block centred on its band where there is room, else moved just enough.
+        var labels = rows.Where(r => r.H >= 14 || !IsGap(r.Band))
+            .Select(r => new LabelBlock(r, r.Band.Detail is null ? 14 : 26)).ToList();
+        LayOutLabels(labels, top - 6);
+
+        // Addresses left of the column at band edges; where two would collide the more important one stays.
+        var addresses = new List<(double Y, string Text, int Rank)> { (top + 3, Hex(bands[^1].Last), 1) };
+        foreach (var r in rows)
+        {
+            bool taskSize = r.Band.Start == machine.TaskSize;
+            var a = (Y: r.Y + r.H + 3, Text: taskSize ? "TASK_SIZE " + Hex(r.Band.Start) : Hex(r.Band.Start), Rank: taskSize ? 2 : 0);
+            if (a.Y - addresses[^1].Y >= 9)
+                addresses.Add(a);
+            else if (a.Rank > addresses[^1].Rank)
+                addresses[^1] = a;
+        }
+
+        double width = labelX + 560;
+        double height = Math.Max(columnBottom, labels.Count == 0 ? 0 : labels[^1].Top + labels[^1].Height) + 60;
         string who = pid is { } p ? F($", process {p}") : "";
         string heading = title ?? F($"Virtual address space: {machine.ArchName}, {Size(machine.Config.MemBytes)} of RAM{who}");
         var svg = new SvgWriter(width, height, heading);
         svg.Text(20, 30, heading, 18, weight: "bold", cls: "title");
         svg.Text(20, 52, "Highest address on top. Bands are to scale (the linear map of RAM sets it) unless their edges are marked // (broken axis: too small or too large to draw to scale).", 12, cls: "subtitle");
 
-        double y = top;
-        double lastLabel = double.MinValue;
         svg.Open("g", ("id", "bands"));
-        // Highest first.
-        for (int i = heights.Count - 1; i >= 0; i--)
+        foreach (var r in rows)
         {
-            var (b, h, broken) = heights[i];
-            string fill = VirtualColour(b.Key);
-            svg.RectWithTitle(colX, y, colW, h, fill, F($"{b.Name}: {Hex(b.Start)}–{Hex(b.Last)} ({Size(b.Last - b.Start + 1)})"),
+            var b = r.Band;
+            svg.RectWithTitle(colX, r.Y, colW, r.H, VirtualColour(b.Key), F($"{b.Name}: {Hex(b.Start)}–{Hex(b.Last)} ({Size(b.Last - b.Start + 1)})"),
                 ("class", "band"), ("data-kind", b.Key), ("data-start", Hex(b.Start)), ("data-last", Hex(b.Last)),
-                ("data-scaled", broken ? "no" : "yes"), ("stroke", "#555555"), ("stroke-width", "0.75"));
-            if (broken)
-                BrokenAxis(svg, colX, colW, y + h / 2);
-            // Address of the band's start at its bottom edge, on the left (unless it would overlap the one above).
-            if (y + h + 3 - lastLabel >= 9)
+                ("data-scaled", r.Broken ? "no" : "yes"), ("stroke", "#555555"), ("stroke-width", "0.75"));
+            if (r.Broken)
+                BrokenAxis(svg, colX, colW, r.Y + r.H / 2);
+            if (r.H >= 14)
             {
-                svg.Text(colX - 10, y + h + 3, Hex(b.Start), 9, "end", cls: "address", fill: "#333333");
-                lastLabel = y + h + 3;
-            }
-            if (h >= 14 || b.Key is not ("unused" or "non-canonical" or "guard-hole"))
-            {
-                string size = Size(b.Last - b.Start + 1);
                 bool dark = b.Key is "kernel-text" or "modules" or "vma";
-                if (h >= 14)
-                    svg.Text(colX + colW / 2, y + Math.Min(h / 2 + 4, h - 3), b.Name.Length > 30 ? b.Name[..30] : b.Name, 10, "middle", cls: "band-name", fill: dark ? "#ffffff" : "#111111");
-                svg.Text(colX + colW + 12, y + Math.Min(h / 2, h - 2) + (b.Detail is null ? 4 : -2),
-                    F($"{b.Name} — {size}{(broken ? " (not to scale)" : "")}"), 11, cls: "band-label");
-                if (b.Detail is not null)
-                    svg.Text(colX + colW + 12, y + Math.Min(h / 2, h - 2) + 11, b.Detail, 9.5, cls: "band-detail", fill: "#555555");
+                svg.Text(colX + colW / 2, r.Y + Math.Min(r.H / 2 + 4, r.H - 3), b.Name.Length > 30 ? b.Name[..30] : b.Name, 10, "middle", cls: "band-name", fill: dark ? "#ffffff" : "#111111");
             }
-            y += h;
         }
         svg.Close("g");
-        string topAddr = Hex(bands[^1].Last);
-        svg.Text(colX - 8, top + 3, topAddr, 9, "end", cls: "address", fill: "#333333");
+
+        svg.Open("g", ("id", "labels"));
+        foreach (var l in labels)
+        {
+            var (b, broken) = (l.Row.Band, l.Row.Broken);
+            double anchor = l.Row.Y + l.Row.H / 2;
+            double mid = l.Top + 7;
+            // A leader from the band's edge when the label had to move away from it; a short tick otherwise.
+            svg.Line(colX + colW, anchor, labelX - 4, mid, "#999999", 0.6, cls: Math.Abs(mid - anchor) > 3 ? "leader" : "tick");
+            svg.Text(labelX, l.Top + 11, F($"{b.Name} — {Size(b.Last - b.Start + 1)}{(broken ? " (not to scale)" : "")}"), 11, cls: "band-label");
+            if (b.Detail is not null)
+                svg.Text(labelX, l.Top + 23, b.Detail, 9.5, cls: "band-detail", fill: "#555555");
+        }
+        svg.Close("g");
+
+        foreach (var (ay, text, rank) in addresses)
+        {
+            svg.Text(colX - 10, ay, text, 9, "end", cls: rank == 2 ? "address task-size" : "address", fill: rank == 2 ? "#08519c" : "#333333",
+                weight: rank == 2 ? "bold" : "normal");
+            if (rank == 2)
+                svg.Line(colX - 6, ay - 3, colX + colW, ay - 3, "#08519c", 1.2, dash: "4 2", cls: "task-size");
+        }
         svg.Text(colX + colW / 2, height - 20, F($"{bands.Count} bands; 1 px = {Size((ulong)Math.Max(1, 1 / scale))} where to scale"), 11, "middle", fill: "#555555");
         return svg.ToString();
+    }
+
+    private static bool IsGap(VirtualBand b) => b.Key is "unused" or "non-canonical" or "guard-hole";
+
+    /// <summary>A band as drawn: its top, height, and whether its size is not to scale.</summary>
+    private sealed record BandRow(VirtualBand Band, double Y, double H, bool Broken);
+
+    /// <summary>A band's label block (name line, optional detail line); <see cref="Top"/> is set by the layout.</summary>
+    private sealed class LabelBlock(BandRow row, double height)
+    {
+        public BandRow Row { get; } = row;
+        public double Height { get; } = height;
+        public double Desired { get; } = row.Y + row.H / 2 - height / 2;
+        public double Top { get; set; }
+    }
+
+    /// <summary>
+    /// Places label blocks (in top-to-bottom order) without overlap, each as near its band's middle as it can be:
+    /// blocks that would overlap form a cluster stacked at the position that minimises the squared distances to
+    /// their wishes (the mean of the wishes less each block's offset), and clusters that then touch merge.
+    /// </summary>
+    private static void LayOutLabels(List<LabelBlock> labels, double minTop)
+    {
+        const double gap = 1;
+        var clusters = new List<(int First, int Last, double Top, double Height)>();
+        for (int i = 0; i < labels.Count; i++)
+        {
+            clusters.Add((i, i, Math.Max(minTop, labels[i].Desired), labels[i].Height + gap));
+            while (clusters.Count > 1 && clusters[^2].Top + clusters[^2].Height > clusters[^1].Top)
+            {
+                var (prev, cur) = (clusters[^2], clusters[^1]);
+                int first = prev.First, last = cur.Last;
+                double sum = 0, offset = 0;
+                for (int k = first; k <= last; k++)
+                {
+                    sum += labels[k].Desired - offset;
+                    offset += labels[k].Height + gap;
+                }
+                clusters.RemoveAt(clusters.Count - 1);
+                clusters[^1] = (first, last, Math.Max(minTop, sum / (last - first + 1)), offset);
+            }
+        }
+        foreach (var (first, last, clusterTop, _) in clusters)
+        {
+            double t = clusterTop;
+            for (int k = first; k <= last; k++)
+            {
+                labels[k].Top = t;
+                t += labels[k].Height + gap;
+            }
+        }
     }
 
     /// <summary>The broken-axis mark on both edges of the band: a pair of slanted strokes, white between them.</summary>

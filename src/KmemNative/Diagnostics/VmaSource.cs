@@ -1,3 +1,5 @@
+using KmemNative.Mm;
+
 namespace KmemNative.Diagnostics;
 
 /// <summary>One virtual memory area of a process, as /proc/PID/maps lists it.</summary>
@@ -5,11 +7,12 @@ namespace KmemNative.Diagnostics;
 /// <param name="End">vm_end (exclusive).</param>
 /// <param name="Perms">"r-xp" and the like.</param>
 /// <param name="Name">The mapped file, [heap], [stack], or "" for anonymous memory.</param>
-public sealed record VmaView(ulong Start, ulong End, string Perms, string Name);
+/// <param name="Flags">vm_flags (VM_GROWSDOWN, VM_ACCOUNT, VM_LOCKED...), when the source knows them.</param>
+public sealed record VmaView(ulong Start, ulong End, string Perms, string Name, VmFlags Flags = VmFlags.None);
 
 /// <summary>
-/// Where the virtual-memory picture gets a process's VMAs. The process subsystem (Mm/) plugs in here; until it
-/// does, <see cref="VmaSources.Current"/> knows no process and the picture shows user space empty.
+/// Where the virtual-memory picture gets a process's VMAs: by default the process subsystem
+/// (<see cref="VmaSources.Processes"/>); tests and tools may draw other address spaces by passing their own.
 /// </summary>
 public interface IVmaSource
 {
@@ -17,17 +20,12 @@ public interface IVmaSource
     IReadOnlyList<VmaView>? Vmas(Machine machine, int pid);
 }
 
-/// <summary>The registered <see cref="IVmaSource"/>.</summary>
+/// <summary>The <see cref="IVmaSource"/>s the library provides.</summary>
 public static class VmaSources
 {
-    private sealed class None : IVmaSource
-    {
-        public IReadOnlyList<VmaView>? Vmas(Machine machine, int pid) => null;
-    }
-
-    /// <summary>A source that knows no process (the default).</summary>
-    public static IVmaSource Empty { get; } = new None();
-
-    /// <summary>The source <c>kmem map --virt --pid N</c> asks; set it once processes exist.</summary>
-    public static IVmaSource Current { get; set; } = Empty;
+    /// <summary>
+    /// The live processes of the machine (<see cref="Machine.FindProcess"/>): each VMA of the mm's list with its
+    /// range, flags and the name /proc/PID/maps gives it (the program file, [heap], [stack], or none).
+    /// </summary>
+    public static IVmaSource Processes { get; } = new ProcessVmaSource();
 }

@@ -142,6 +142,15 @@ public sealed record VmaInfo(ulong Address, ulong Start, ulong End, VmFlags Flag
 {
     /// <summary>Pages spanned.</summary>
     public ulong Pages => (End - Start) >> 12;
+
+    /// <summary>The permissions column of /proc/PID/maps: r, w, x, then s (VM_MAYSHARE) or p.</summary>
+    public string Perms => string.Create(4, Flags, static (span, f) =>
+    {
+        span[0] = (f & VmFlags.Read) != 0 ? 'r' : '-';
+        span[1] = (f & VmFlags.Write) != 0 ? 'w' : '-';
+        span[2] = (f & VmFlags.Exec) != 0 ? 'x' : '-';
+        span[3] = (f & VmFlags.MayShare) != 0 ? 's' : 'p';
+    });
 }
 
 /// <summary>The mm_struct's counters and layout.</summary>

@@ -1,3 +1,4 @@
+using System.Xml.Linq;
 using KmemNative.Cli.Commands;
 
 namespace KmemNative.Tests.Cli;
@@ -119,5 +120,40 @@ public sealed class CliMmTests
         r = CliRunner.RunScript("$p = spawn u\ntouch $p 0 4K modify\n", out path, "--mem", "64M");
         Assert.Equal(1, r.ExitCode);
         Assert.Contains("'modify' is not read, write or exec", r.Err);
+    }
+
+    [Fact]
+    public void Map_virt_pid_lists_and_draws_the_process_vmas()
+    {
+        string svg = Path.Combine(Path.GetTempPath(), $"kmem-virt-{Guid.NewGuid():N}.svg");
+        var r = CliRunner.RunScript($"""
+            $p = spawn pic
+            $a = mmap $p 0 16K PROT_READ|PROT_WRITE MAP_PRIVATE|MAP_ANONYMOUS
+            sbrk $p 8K
+            map --virt --pid $p
+            map --virt --pid $p --svg {svg}
+            expect-fail map --virt --pid 4242
+            exit $p
+            expect-fail map --virt --pid $p
+            check
+            """, "--arch", "i386", "--mem", "64M");
+        Assert.Equal("", r.Err);
+        Assert.Equal(0, r.ExitCode);
+        var lines = r.OutLines;
+        // Highest first: the kernel's areas, then the VMAs below TASK_SIZE with the gaps between them.
+        Assert.Contains("bffdf000-bfffffff  [stack] rw-p", lines);
+        Assert.Contains("b7ffc000-b7ffffff  [anon] rw-p", lines);
+        Assert.Contains("0805c000-0805dfff  [heap] rw-p", lines);
+        Assert.Contains("08048000-08057fff  /usr/bin/pic r-xp", lines);
+        Assert.Contains("00000000-08047fff  unmapped", lines);
+        Assert.True(lines.IndexOf("c0000000-c3ffffff  lowmem linear map (PAGE_OFFSET 0xc0000000 → phys 0x0–0x3ffffff; ends at high_memory 0xc4000000)") <
+                    lines.IndexOf("bffdf000-bfffffff  [stack] rw-p"));
+        Assert.Contains(lines, l => l.StartsWith($"wrote {svg}: virtual address space, ", StringComparison.Ordinal));
+        Assert.Equal(6, XDocument.Load(svg).Descendants().Count(e => (string?)e.Attribute("data-kind") == "vma")); // text, data, bss, heap, mmap, stack
+        Assert.Equal(["no process 4242 (-ESRCH)", "no process 1000 (-ESRCH)"],
+            lines.Where(l => l.StartsWith("expected failure: ", StringComparison.Ordinal)).Select(l => l["expected failure: ".Length..]));
+        Assert.StartsWith("consistent", lines[^1]);
+        CliRunner.AssertUsageError(CliRunner.Run("map", "--pid", "1000"), "map", "--pid goes with --virt");
+        File.Delete(svg);
     }
 }

@@ -170,23 +170,94 @@ public sealed class MemoryPicturesTests
     }
 
     [Fact]
-    public void A_process_source_puts_its_vmas_below_task_size()
+    public void A_vma_source_puts_its_vmas_below_task_size()
     {
         using var m = Machines.I386(64);
-        var old = VmaSources.Current;
-        try
-        {
-            VmaSources.Current = new FakeVmas();
-            var bands = MemoryPictures.VirtualBands(m, 42);
-            var vmas = bands.Where(b => b.Key == "vma").ToList();
-            Assert.Equal(["/bin/true r-xp", "[stack] rw-p"], vmas.Select(v => v.Name));
-            Assert.Equal((0x400000UL, 0x400fffUL), (vmas[0].Start, vmas[0].Last));
-            Assert.Contains(bands, b => b.Key == "user" && b.Name == "unmapped");
-            Assert.Contains("no process 7", MemoryPictures.VirtualBands(m, 7).Single(b => b.Key == "user").Detail);
-        }
-        finally
-        {
-            VmaSources.Current = old;
-        }
+        var source = new FakeVmas();
+        var bands = MemoryPictures.VirtualBands(m, 42, source);
+        var vmas = bands.Where(b => b.Key == "vma").ToList();
+        Assert.Equal(["/bin/true r-xp", "[stack] rw-p"], vmas.Select(v => v.Name));
+        Assert.Equal((0x400000UL, 0x400fffUL), (vmas[0].Start, vmas[0].Last));
+        Assert.Contains(bands, b => b.Key == "user" && b.Name == "unmapped");
+        Assert.Contains("no process 7", MemoryPictures.VirtualBands(m, 7, source).Single(b => b.Key == "user").Detail);
+    }
+
+    /// <summary>The bands' y and height, top to bottom, and the texts of a class.</summary>
+    private static List<XElement> Texts(XDocument doc, string cls) =>
+        doc.Descendants(Svg + "text").Where(t => ((string?)t.Attribute("class") ?? "").Split(' ').Contains(cls)).ToList();
+
+    private static double Y(XElement e) => double.Parse(e.Attribute("y")!.Value, CultureInfo.InvariantCulture);
+
+    [Theory]
+    [MemberData(nameof(Machines.Arches), MemberType = typeof(Machines))]
+    public void A_process_map_draws_each_vma_with_its_name_up_to_task_size(ArchKind arch)
+    {
+        using var m = Machines.Boot(arch, 64);
+        var cpu = m.GetCpu(0);
+        var p = m.Spawn(cpu, "viewer");
+        Assert.True(p.Sbrk(cpu, 64 * 1024).IsOk);                              // a [heap] VMA
+        ulong anon = p.Mmap(cpu, 0, 16384, KmemNative.Mm.Prot.Read | KmemNative.Mm.Prot.Write,
+            KmemNative.Mm.MapFlags.Private | KmemNative.Mm.MapFlags.Anonymous).Unwrap();
+        var vmas = p.Vmas;
+        ulong taskSize = arch == ArchKind.I386 ? 0xc000_0000UL : 0x7fff_ffff_f000UL;
+        Assert.Equal(taskSize, m.TaskSize);
+
+        // Bands: each VMA exactly, the gaps between them, nothing but the x86-64 guard page between TASK_SIZE and the kernel.
+        var bands = MemoryPictures.VirtualBands(m, p.Pid);
+        var vmaBands = bands.Where(b => b.Key == "vma").ToList();
+        Assert.Equal(vmas.Select(v => (v.Start, v.End - 1)), vmaBands.Select(b => (b.Start, b.Last)));
+        Assert.Equal(vmas.Select(v => (v.Name.Length == 0 ? "[anon]" : v.Name) + " " + v.Perms), vmaBands.Select(b => b.Name));
+        Assert.Contains("[heap] rw-p", vmaBands.Select(b => b.Name));
+        Assert.Contains("[stack] rw-p", vmaBands.Select(b => b.Name));
+        Assert.Contains("/usr/bin/viewer r-xp", vmaBands.Select(b => b.Name));
+        Assert.Contains(vmaBands, b => b.Start == anon && b.Name == "[anon] rw-p");
+        var user = bands.TakeWhile(b => b.Start < taskSize).ToList();
+        Assert.Equal(0UL, user[0].Start);
+        Assert.Equal(taskSize - 1, user[^1].Last);
+        Assert.All(user, b => Assert.True(b.Key is "vma" or "user", b.Name));
+        for (int i = 1; i < bands.Count; i++)
+            Assert.Equal(bands[i - 1].Last + 1, bands[i].Start);
+        if (arch == ArchKind.X86_64)
+            Assert.Equal((taskSize, 0x7fff_ffff_ffffUL, "unused"), (bands[user.Count].Start, bands[user.Count].Last, bands[user.Count].Key));
+
+        // The SVG: one rect per band with its range, a label per VMA, the TASK_SIZE marker, no two labels overlapping.
+        var doc = XDocument.Parse(MemoryPictures.VirtualSvg(m, p.Pid));
+        var rects = doc.Descendants(Svg + "rect").Where(r => (string?)r.Attribute("class") == "band").ToList();
+        Assert.Equal(bands.Count, rects.Count);
+        var vmaRects = rects.Where(r => r.Attribute("data-kind")!.Value == "vma").ToList();
+        Assert.Equal(vmas.Select(v => $"0x{v.Start:x}").Reverse(), vmaRects.Select(r => r.Attribute("data-start")!.Value));
+        var labels = Texts(doc, "band-label").Select(t => t.Value).ToList();
+        foreach (var b in vmaBands)
+            Assert.Contains(labels, l => l.StartsWith(b.Name + " — ", StringComparison.Ordinal));
+        Assert.Equal($"TASK_SIZE 0x{taskSize:x}", Assert.Single(Texts(doc, "task-size")).Value);
+        Assert.Contains($"process {p.Pid}", doc.Descendants(Svg + "text").First().Value);
+        var lines = Texts(doc, "band-label").Concat(Texts(doc, "band-detail")).Select(Y).Order().ToList();
+        for (int i = 1; i < lines.Count; i++)
+            Assert.True(lines[i] - lines[i - 1] >= 11, $"label lines {i - 1} and {i} overlap: y {lines[i - 1]} and {lines[i]}");
+        var addresses = Texts(doc, "address").Select(Y).Order().ToList();
+        for (int i = 1; i < addresses.Count; i++)
+            Assert.True(addresses[i] - addresses[i - 1] >= 9, $"addresses {i - 1} and {i} overlap");
+
+        p.Exit(cpu);
+        Assert.Contains($"no process {p.Pid}", MemoryPictures.VirtualBands(m, p.Pid).Single(b => b.Key == "user").Detail);
+    }
+
+    [Fact]
+    public void The_crowded_top_of_the_i386_map_keeps_its_labels_apart()
+    {
+        // LDT remap, the persistent kmap window, cpu_entry_area and the fixmap are a few MiB each above vmalloc: drawn
+        // at the minimum height, their labels (two lines for pkmap and fixmap) need more room than their bands.
+        using var m = Machines.I386(256);
+        var doc = XDocument.Parse(MemoryPictures.VirtualSvg(m));
+        var labels = Texts(doc, "band-label");
+        double ldt = Y(labels.Single(t => t.Value.StartsWith("LDT remap", StringComparison.Ordinal)));
+        double pkmap = Y(labels.Single(t => t.Value.StartsWith("persistent kmap window", StringComparison.Ordinal)));
+        Assert.True(pkmap - ldt >= 11, $"LDT remap at {ldt}, persistent kmap window at {pkmap}");
+        var lines = labels.Concat(Texts(doc, "band-detail")).Select(Y).Order().ToList();
+        for (int i = 1; i < lines.Count; i++)
+            Assert.True(lines[i] - lines[i - 1] >= 11, $"label lines {i - 1} and {i} overlap: y {lines[i - 1]} and {lines[i]}");
+        // Labels that had to move keep a leader line to their band.
+        Assert.Contains(doc.Descendants(Svg + "line"), l => (string?)l.Attribute("class") == "leader");
+        Assert.Equal("TASK_SIZE 0xc0000000", Assert.Single(Texts(doc, "task-size")).Value);
     }
 }
