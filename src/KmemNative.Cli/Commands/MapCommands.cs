@@ -100,8 +100,15 @@ internal sealed class MapCommands : ICommandModule
         }
         int w = m.Arch == KmemNative.Arch.ArchKind.I386 ? 8 : 16;
         var sb = new StringBuilder();
+        bool user = false;
         foreach (var band in MemoryPictures.VirtualBands(m, pid).Reverse())
         {
+            if (!user && band.Start < m.TaskSize)
+            {
+                // Where user space ends: what the picture marks with a dashed line.
+                sb.Append(CultureInfo.InvariantCulture, $"{new string('-', w)}  TASK_SIZE 0x{m.TaskSize:x}\n");
+                user = true;
+            }
             sb.Append(band.Start.ToString("x" + w, CultureInfo.InvariantCulture)).Append('-')
               .Append(band.Last.ToString("x" + w, CultureInfo.InvariantCulture)).Append("  ").Append(band.Name);
             if (band.Detail is not null)

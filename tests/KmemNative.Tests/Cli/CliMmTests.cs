@@ -156,4 +156,29 @@ public sealed class CliMmTests
         CliRunner.AssertUsageError(CliRunner.Run("map", "--pid", "1000"), "map", "--pid goes with --virt");
         File.Delete(svg);
     }
+
+    [Fact]
+    public void The_address_space_study_script_splits_merges_and_grows_vmas()
+    {
+        var r = CliRunner.RunScript(StudyScripts.Get("07-address-space.kmem")!);
+        Assert.Equal("", r.Err);
+        Assert.Equal(0, r.ExitCode);
+        var lines = r.OutLines;
+        // The two 64 KiB mmaps meet at mmap_base - 64 KiB and merge: one VMA of 128 KiB.
+        Assert.Contains("b7fe0000-b8000000 rw-p 00000000 00:00 0 ", lines);
+        // munmap of 0xb7ff0000 and mprotect of 0xb7fe8000 cut it in four (a hole, a read-only page).
+        string[] after = [.. lines.Where(l => l.StartsWith("b7f", StringComparison.Ordinal) && l.Contains(" 00:00 0", StringComparison.Ordinal)).TakeLast(4)];
+        Assert.Equal(["b7fe0000-b7fe8000 rw-p", "b7fe8000-b7fe9000 r--p", "b7fe9000-b7ff0000 rw-p", "b7ff1000-b8000000 rw-p"],
+            after.Select(l => l[..22]));
+        // The write below the stack grew it down to the page written.
+        Assert.Contains(lines, l => l.StartsWith("bffd0000-c0000000 rw-p ", StringComparison.Ordinal) && l.EndsWith("[stack]", StringComparison.Ordinal));
+        // map --virt --pid: the kernel's part, TASK_SIZE, then the VMAs highest first, the hole unmapped.
+        int task = lines.IndexOf("--------  TASK_SIZE 0xc0000000");
+        Assert.StartsWith("c0000000-", lines[task - 1]);
+        Assert.Equal("bffd0000-bfffffff  [stack] rw-p", lines[task + 1]);
+        Assert.Contains("b7ff0000-b7ff0fff  unmapped", lines);
+        Assert.Contains("b7fe8000-b7fe8fff  [anon] r--p", lines);
+        Assert.Equal("00000000-08047fff  unmapped", lines[lines.IndexOf("exit 1000 (layout)") - 1]);
+        Assert.StartsWith("consistent", lines[^1]);
+    }
 }
