@@ -317,22 +317,47 @@ run_native_bench() { # QUICK(0|1) [ARGS...]
 }
 
 # ---------------------------------------------------------------- other verbs
+# A section banner in the style of `kmem demo`'s own.
+banner() {
+  local rule="=============================================================================="
+  printf '\n%s\n  %s\n%s\n' "$rule" "$*" "$rule"
+}
+
+# The demo: the tour and every study script (kmem demo), a replay of trace A with its summary, then pictures of
+# memory in artifacts/pictures/: the replayed machine, and on each profile a process (heap, a written anonymous
+# mapping, a forked child) drawn in its virtual address space and in physical memory.
 do_demo() {
   do_build
-  say "kmem demo"
+  say "kmem demo: the tour, then every study script"
   "$KMEM" demo
-  mkdir -p "$ARTIFACTS/pictures"
-  say "kmem replay $TRACE_A (a real Linux 6.18 trace: 671,005 lines)"
-  "$KMEM" replay "$TRACE_A" --svg "$ARTIFACTS/pictures/replay-a-physical.svg" --frag-svg "$ARTIFACTS/pictures/replay-a-fragmentation.svg"
-  say "kmem map --virt: the virtual address space of both profiles"
-  "$KMEM" map --virt --arch i386 --mem 1G --svg "$ARTIFACTS/pictures/virtual-i386.svg"
-  "$KMEM" map --virt --arch x86_64 --mem 4G --svg "$ARTIFACTS/pictures/virtual-x86_64.svg"
-  "$KMEM" map --arch i386 --mem 64M --svg "$ARTIFACTS/pictures/physical-i386-64M.svg"
+  local pictures="$ARTIFACTS/pictures"
+  rm -rf "$pictures"
+  mkdir -p "$pictures"
+  banner "Replay of a real Linux 6.18 trace: $TRACE_A (671,005 lines)"
+  "$KMEM" replay "$TRACE_A" --svg "$pictures/replay-a-physical.svg" --frag-svg "$pictures/replay-a-fragmentation.svg"
+  banner "Pictures of memory: a process in the virtual address space and in physical memory, both profiles"
+  local arch mem=64M
+  for arch in i386 x86_64; do
+    echo "--- $arch, $mem (one cell per page in the physical map)"
+    "$KMEM" run - --arch "$arch" --mem "$mem" <<EOF
+\$p = spawn demo
+sbrk \$p 64K
+\$a = mmap \$p 0 1M PROT_READ|PROT_WRITE MAP_PRIVATE|MAP_ANONYMOUS
+touch \$p \$a 1M write
+\$c = fork \$p
+touch \$c \$a 256K write
+map --virt --pid \$p --svg $pictures/virtual-$arch.svg
+map --svg $pictures/physical-$arch-$mem.svg
+EOF
+  done
   if command -v rsvg-convert >/dev/null 2>&1; then
     local f
-    for f in "$ARTIFACTS"/pictures/*.svg; do rsvg-convert "$f" -o "${f%.svg}.png"; done
+    for f in "$pictures"/*.svg; do rsvg-convert "$f" -o "${f%.svg}.png"; done
+  else
+    echo "(rsvg-convert not found: SVG only; Debian: apt-get install librsvg2-bin for PNG copies)"
   fi
-  say "pictures in ${ARTIFACTS#"$ROOT/"}/pictures/"
+  echo "--- in ${pictures#"$ROOT/"}/:"
+  (cd "$pictures" && ls -1)
 }
 
 do_bench() {
