@@ -86,7 +86,8 @@ verbs:
   test                  build, run all test runners (dotnet test; ctest when native/CMakeLists.txt exists),
                         print "N passed, N failed"; fails if any test failed or none ran
   native                publish src/KmemNative.Interop (NativeAOT) and build/test native/ with CMake + ctest
-  demo                  build, then run `artifacts/bin/kmem demo`
+  demo                  build, run `artifacts/bin/kmem demo` (tour + study scripts), replay trace A, write
+                        pictures of memory to artifacts/pictures/ (PNG too when rsvg-convert exists)
   bench [--quick] [--native] [ARGS...]
                         run the BenchmarkDotNet suite (Release; arguments go to the benchmark program), then the
                         C ABI's Google Benchmark run against glibc (skipped with --filter); --native: only the latter
@@ -316,19 +317,53 @@ function Invoke-NativeBench([bool] $Quick) {
 }
 
 # ------------------------------------------------------------------ other verbs
+# A section banner in the style of `kmem demo`'s own.
+function Banner([string] $Title) {
+    $rule = '=' * 78
+    Write-Output ''
+    Write-Output $rule
+    Write-Output "  $Title"
+    Write-Output $rule
+}
+
+# The demo: the tour and every study script (kmem demo), a replay of trace A with its summary, then pictures of
+# memory in artifacts/pictures/: the replayed machine, and on each profile a process (heap, a written anonymous
+# mapping, a forked child) drawn in its virtual address space and in physical memory.
 function Invoke-Demo {
     Invoke-Build
-    Say 'kmem demo'
+    Say 'kmem demo: the tour, then every study script'
     Invoke-Exe $Kmem @('demo')
     $pictures = Join-Path $Artifacts 'pictures'
+    if (Test-Path -LiteralPath $pictures) { Remove-Item -Recurse -Force -LiteralPath $pictures }
     New-Item -ItemType Directory -Force -Path $pictures | Out-Null
     $trace = 'src/KmemNative.Cli/Traces/kmem-trace-a.txt.gz'
-    Say "kmem replay $trace"
+    Banner "Replay of a real Linux 6.18 trace: $trace (671,005 lines)"
     Invoke-Exe $Kmem @('replay', $trace, '--svg', (Join-Path $pictures 'replay-a-physical.svg'), '--frag-svg', (Join-Path $pictures 'replay-a-fragmentation.svg'))
-    Invoke-Exe $Kmem @('map', '--virt', '--arch', 'i386', '--mem', '1G', '--svg', (Join-Path $pictures 'virtual-i386.svg'))
-    Invoke-Exe $Kmem @('map', '--virt', '--arch', 'x86_64', '--mem', '4G', '--svg', (Join-Path $pictures 'virtual-x86_64.svg'))
-    Invoke-Exe $Kmem @('map', '--arch', 'i386', '--mem', '64M', '--svg', (Join-Path $pictures 'physical-i386-64M.svg'))
-    Say "pictures in $pictures"
+    Banner 'Pictures of memory: a process in the virtual address space and in physical memory, both profiles'
+    foreach ($arch in @('i386', 'x86_64')) {
+        Write-Output "--- $arch, 64M (one cell per page in the physical map)"
+        $script = @(
+            '$p = spawn demo'
+            'sbrk $p 64K'
+            '$a = mmap $p 0 1M PROT_READ|PROT_WRITE MAP_PRIVATE|MAP_ANONYMOUS'
+            'touch $p $a 1M write'
+            '$c = fork $p'
+            'touch $c $a 256K write'
+            "map --virt --pid `$p --svg $(Join-Path $pictures "virtual-$arch.svg")"
+            "map --svg $(Join-Path $pictures "physical-$arch-64M.svg")"
+        ) -join "`n"
+        $script | & $Kmem run - --arch $arch --mem 64M
+        if ($LASTEXITCODE -ne 0) { Fail "kmem run (the $arch pictures) exited with code $LASTEXITCODE" $LASTEXITCODE }
+    }
+    if (Get-Command rsvg-convert -CommandType Application -ErrorAction SilentlyContinue) {
+        foreach ($f in Get-ChildItem -LiteralPath $pictures -Filter '*.svg') {
+            Invoke-Exe 'rsvg-convert' @($f.FullName, '-o', [IO.Path]::ChangeExtension($f.FullName, '.png'))
+        }
+    } else {
+        Write-Output '(rsvg-convert not found: SVG only; Debian: apt-get install librsvg2-bin for PNG copies)'
+    }
+    Write-Output "--- in $(Rel $pictures)/:"
+    Get-ChildItem -LiteralPath $pictures -Name
 }
 
 function Invoke-Bench([string[]] $BenchArgs) {

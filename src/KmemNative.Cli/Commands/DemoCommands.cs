@@ -15,7 +15,7 @@ internal sealed class DemoCommands : ICommandModule
     /// <inheritdoc/>
     public void Register(CommandRegistry registry)
     {
-        registry.Add("demo", "Tour the emulator: boot i386 1G and x86_64 4G, show the zones, allocate from each", _ => Run, CommandScope.Cli);
+        registry.Add("demo", "Tour the emulator: boot i386 1G and x86_64 4G, show the zones, allocate from each, then run every study script", _ => Run, CommandScope.Cli);
     }
 
     private static void Run(CommandContext ctx)
