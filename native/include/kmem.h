@@ -574,7 +574,7 @@ KMEM_API int32_t kmem_tlb_stats(kmem_cpu_t cpu, struct kmem_tlb_stats *out);
  * (without the NUL); when it is >= size the text was truncated (still NUL-terminated when size > 0) and a
  * buffer of return value + 1 bytes holds it. buf may be NULL when size is 0. Negative errno on failure. */
 
-/* /proc files: "buddyinfo", "pagetypeinfo", "zoneinfo", "meminfo", "vmstat", "slabinfo", "vmallocinfo"...
+/* /proc files: "buddyinfo", "pagetypeinfo", "zoneinfo", "meminfo", "vmstat", "slabinfo",
  * and per process "PID/maps", "PID/smaps", "PID/smaps_rollup", "PID/status", "PID/statm", "PID/stat"
  * (kmem_process_pid). -ENOENT for an unknown name or pid. */
 KMEM_API int64_t kmem_proc_read(kmem_machine_t m, const char *name, char *buf, size_t size);

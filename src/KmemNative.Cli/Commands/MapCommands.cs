@@ -20,7 +20,7 @@ internal sealed class MapCommands : ICommandModule
             var svg = b.Option("--svg", "Write the picture to FILE as SVG (otherwise print its numbers)", s => s, "FILE");
             var frag = b.Flag("--frag", "Free blocks per order and the extfrag unusable index per order, per zone");
             var virt = b.Flag("--virt", "The virtual address space: process VMAs up to TASK_SIZE, then the kernel's areas");
-            var pid = b.Option("--pid", "With --virt: the process whose VMAs to draw", CliValues.ParseInt, "N");
+            var pid = b.Option("--pid", "With --virt: the process whose VMAs to draw (in a script or the shell, after spawn)", CliValues.ParseInt, "N");
             b.UsesMachine();
             return ctx =>
             {

@@ -121,7 +121,7 @@ internal sealed class PagingCommands : ICommandModule
                 if (ctx.GetValue(phys))
                 {
                     if (!m.Memory.IsRam(a, Math.Max(n, 1)))
-                        throw new UsageException($"physical range 0x{a:x}+0x{n:x} is not RAM", "hexdump");
+                        throw new CommandFailedException($"physical range 0x{a:x}+0x{n:x} is not RAM");
                     m.Memory.Read(a, buffer);
                 }
                 else
@@ -133,7 +133,7 @@ internal sealed class PagingCommands : ICommandModule
                     }
                     catch (PageFaultException e)
                     {
-                        throw new UsageException($"0x{a:x}+0x{n:x}: {e.Message}", "hexdump");
+                        throw new CommandFailedException($"0x{a:x}+0x{n:x}: {e.Message}");
                     }
                 }
                 ctx.Out.Write(Hexdump.Format(ctx.GetValue(relative) ? 0 : a, buffer));

@@ -412,6 +412,9 @@ public sealed partial class ProcFs
             : null;
     }
 
+    /// <summary>The per-process files, for messages and help: PID/maps, PID/smaps...</summary>
+    public static string PidFilesText => "PID/maps, PID/smaps, PID/smaps_rollup, PID/status, PID/statm, PID/stat";
+
     /// <summary>Reader of per-process files (<c>PID/maps</c>...), set by the process subsystem.</summary>
     internal static Func<ProcFs, int, string, string>? PidFileReader { get; set; }
 
@@ -421,7 +424,7 @@ public sealed partial class ProcFs
 
 /// <summary>A /proc file name the machine does not provide.</summary>
 public sealed class ProcFileNotFoundException(string name, IReadOnlyList<string> known)
-    : KmemException($"no such /proc file '{name}' (known: {string.Join(", ", known)}, and PID/maps once processes exist)")
+    : KmemException($"no such /proc file '{name}' (known: {string.Join(", ", known)}, and {ProcFs.PidFilesText} of a live pid)")
 {
     /// <summary>The name asked for.</summary>
     public string Name { get; } = name;
