@@ -59,6 +59,12 @@ internal static unsafe partial class Exports
         m.FreePages(cpu, m.GetFreePages(cpu, Gfp.Kernel, 0), 0);
         m.Translate(cpu, m.PageOffset + (1UL << 20));
         m.KmemCacheDestroy(cpu, s);
+        var p = m.Spawn(cpu, "kmem_init");
+        ulong a = p.Mmap(cpu, 0, 2 * 4096, Mm.Prot.Read | Mm.Prot.Write, Mm.MapFlags.Private | Mm.MapFlags.Anonymous).Unwrap();
+        p.Touch(cpu, a, 2 * 4096, Paging.MemoryAccess.Write);
+        p.Fork(cpu);
+        foreach (var q in m.Processes.ToArray())
+            q.Exit(cpu);
         _ = m.Proc.Read("meminfo");
         m.ReleaseCpu(cpu);
     }
