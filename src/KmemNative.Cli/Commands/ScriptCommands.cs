@@ -132,6 +132,6 @@ internal sealed class ScriptCommands : ICommandModule
         ctx.Out.WriteLine();
         ctx.Out.WriteLine("  $name = COMMAND ...  store the command's result; $name or ${name} in a later line is replaced by it");
         ctx.Out.WriteLine("  # comment            to the end of the line (not inside \"quotes\")");
-        ctx.Out.WriteLine("  exit, quit           end the script or shell");
+        ctx.Out.WriteLine("  exit, quit           end the script or shell (exit PID: that process exits)");
     }
 }
