@@ -277,6 +277,24 @@ internal static unsafe class Handles
         }
     }
 
+    /// <summary>
+    /// The first free slot of <paramref name="table"/> from the rotating <paramref name="hint"/> (so a retired slot,
+    /// and its generation, is reused as late as possible), or -1 when the table is full. Under <see cref="Lock"/>.
+    /// </summary>
+    private static int FreeSlot<T>(T?[] table, ref int hint) where T : class
+    {
+        for (int n = 0; n < table.Length; n++)
+        {
+            int i = (hint + n) % table.Length;
+            if (table[i] is null)
+            {
+                hint = i + 1;
+                return i;
+            }
+        }
+        return -1;
+    }
+
     // ---- caches ---------------------------------------------------------------------------------------
 
     /// <summary>The handle of a cache (the existing one when C already holds one); null when the table is full.</summary>
@@ -286,20 +304,14 @@ internal static unsafe class Handles
         {
             if (m.Caches.TryGetValue(cache, out int existing) && s_caches[existing] is { } old)
                 return old;
-            for (int n = 0; n < MaxCaches; n++)
-            {
-                int i = (s_cacheHint + n) % MaxCaches;
-                if (s_caches[i] is null)
-                {
-                    s_cacheHint = i + 1;
-                    var e = new CacheEntry(Encode(TagCache, i, s_gen[GenCaches + i]), i, m, cache);
-                    Volatile.Write(ref s_caches[i], e);
-                    m.Caches[cache] = i;
-                    return e;
-                }
-            }
+            int i = FreeSlot(s_caches, ref s_cacheHint);
+            if (i < 0)
+                return null;
+            var e = new CacheEntry(Encode(TagCache, i, s_gen[GenCaches + i]), i, m, cache);
+            Volatile.Write(ref s_caches[i], e);
+            m.Caches[cache] = i;
+            return e;
         }
-        return null;
     }
 
     public static void RemoveCache(CacheEntry k)
@@ -328,20 +340,14 @@ internal static unsafe class Handles
                 return null;
             if (m.Processes.TryGetValue(process, out int existing) && s_processes[existing] is { } old)
                 return old;
-            for (int n = 0; n < MaxProcesses; n++)
-            {
-                int i = (s_processHint + n) % MaxProcesses;
-                if (s_processes[i] is null)
-                {
-                    s_processHint = i + 1;
-                    var e = new ProcessEntry(Encode(TagProcess, i, s_gen[GenProcesses + i]), i, m, process);
-                    Volatile.Write(ref s_processes[i], e);
-                    m.Processes[process] = i;
-                    return e;
-                }
-            }
+            int i = FreeSlot(s_processes, ref s_processHint);
+            if (i < 0)
+                return null;
+            var e = new ProcessEntry(Encode(TagProcess, i, s_gen[GenProcesses + i]), i, m, process);
+            Volatile.Write(ref s_processes[i], e);
+            m.Processes[process] = i;
+            return e;
         }
-        return null;
     }
 
     /// <summary>Retires a process handle (after exit: the task and its mm are gone).</summary>
