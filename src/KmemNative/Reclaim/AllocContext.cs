@@ -1,0 +1,63 @@
+using System.Globalization;
+using KmemNative.PageAlloc;
+
+namespace KmemNative.Reclaim;
+
+/// <summary>
+/// Who may sleep, and what an allocation may do, given the CPU's context: current_gfp_context()
+/// (include/linux/sched/mm.h) and might_alloc() → __might_sleep() → __might_resched() (kernel/sched/core.c).
+/// Called out of line by the page and slab allocators when <see cref="Cpu.AllocContext"/> is non-zero.
+/// </summary>
+internal static class AllocContext
+{
+    /// <summary>
+    /// Where might_alloc() expands might_sleep_if() in 6.18: the file:line every blocking allocation in atomic context
+    /// is reported at (the page allocator's prepare_alloc_pages() and the slab's slab_pre_alloc_hook() both inline it).
+    /// </summary>
+    public const string MightAllocSite = "include/linux/sched/mm.h:323";
+
+    /// <summary>
+    /// current_gfp_context(): inside memalloc_noio_save() the request loses __GFP_IO and __GFP_FS, inside
+    /// memalloc_nofs_save() it loses __GFP_FS — so everything the scope calls obeys it, whatever flags it passes.
+    /// </summary>
+    public static Gfp CurrentGfpContext(Cpu cpu, Gfp gfp)
+    {
+        uint pf = cpu.TaskFlags;
+        if ((pf & Cpu.PfMemallocNoio) != 0)
+            gfp &= ~(Gfp.Io | Gfp.Fs);
+        else if ((pf & Cpu.PfMemallocNofs) != 0)
+            gfp &= ~Gfp.Fs;
+        return gfp;
+    }
+
+    /// <summary>
+    /// might_alloc(): a request that may block (__GFP_DIRECT_RECLAIM) made with preemption or interrupts disabled
+    /// gets the kernel's "sleeping function called from invalid context" report. Returns true when the machine is
+    /// strict (<see cref="Machine.StrictMightSleep"/>) and the allocation must fail instead of going on.
+    /// </summary>
+    public static bool MightAlloc(Cpu cpu, Gfp gfp)
+    {
+        if ((gfp & Gfp.DirectReclaim) == 0)
+            return false;
+        if (cpu.PreemptCount == 0 && !cpu.IrqsDisabled)
+            return false;
+        ReportMightSleep(cpu, MightAllocSite);
+        return cpu.Machine.StrictMightSleep;
+    }
+
+    /// <summary>
+    /// __might_resched()'s report (CONFIG_DEBUG_ATOMIC_SLEEP, PREEMPT_RCU): the site, the context, preempt_count
+    /// against the expected 0 and the RCU nesting depth; then add_taint(TAINT_WARN).
+    /// </summary>
+    public static void ReportMightSleep(Cpu cpu, string site)
+    {
+        var m = cpu.Machine;
+        var log = m.Log;
+        log.Err($"BUG: sleeping function called from invalid context at {site}");
+        log.Err(string.Create(CultureInfo.InvariantCulture,
+            $"in_atomic(): {(cpu.InAtomic ? 1 : 0)}, irqs_disabled(): {(cpu.IrqsDisabled ? 1 : 0)}, non_block: 0, pid: {cpu.Pid}, name: {cpu.Comm}"));
+        log.Err(string.Create(CultureInfo.InvariantCulture, $"preempt_count: {cpu.PreemptCount:x}, expected: 0"));
+        log.Err("RCU nest depth: 0, expected: 0");
+        m.AddTaint(Machine.TaintWarn);
+    }
+}
