@@ -1,3 +1,5 @@
+using KmemNative.PageAlloc;
+
 namespace KmemNative;
 
 // The execution context of a CPU (issue #6): preempt_count with its preempt/softirq/hardirq fields, the interrupt
@@ -96,6 +98,144 @@ public sealed partial class Cpu
 
     private void UpdateAllocContext() =>
         AllocContext = _preemptCount | (_irqsDisabled ? 1 << 30 : 0) | (int)(_taskFlags & (PfMemallocNofs | PfMemallocNoio));
+
+    /// <summary>Non-zero while an allocation already reported by might_alloc() is in progress (no second report for its pages).</summary>
+    internal int MightSleepReporting;
+
+    // ---- the context switches (public API) ------------------------------------------------------------------
+
+    /// <summary>local_irq_disable(): interrupts off on this CPU (atomic context: a blocking allocation is a bug).</summary>
+    public void LocalIrqDisable() => SetIrqsDisabled(true);
+
+    /// <summary>local_irq_enable(): interrupts on again.</summary>
+    /// <exception cref="ContextException">Inside an interrupt handler (irq_exit() restores the state instead).</exception>
+    public void LocalIrqEnable()
+    {
+        if (InHardirq)
+            throw new ContextException($"cpu{Id}: local_irq_enable() inside an interrupt handler");
+        SetIrqsDisabled(false);
+    }
+
+    /// <summary>preempt_disable(): one more level of non-preemptible (atomic) context.</summary>
+    public void PreemptDisable()
+    {
+        if ((_preemptCount & 0xff) == 0xff)
+            throw new ContextException($"cpu{Id}: preempt_count overflow");
+        AddPreemptCount(PreemptOffset);
+    }
+
+    /// <summary>preempt_enable().</summary>
+    /// <exception cref="ContextException">Preemption is not disabled (the kernel's "BUG: scheduling while atomic"/underflow).</exception>
+    public void PreemptEnable()
+    {
+        if ((_preemptCount & 0xff) == 0)
+            throw new ContextException($"cpu{Id}: preempt_enable() without preempt_disable() (preempt_count {_preemptCount:x})");
+        AddPreemptCount(-PreemptOffset);
+    }
+
+    /// <summary>spin_lock(<paramref name="name"/>): preempt_disable() and the lock is held until <see cref="SpinUnlock"/>.</summary>
+    /// <exception cref="ContextException">The lock is already held on this CPU (a self-deadlock).</exception>
+    public void SpinLock(string name)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(name);
+        if (_heldLocks.Contains(name))
+            throw new ContextException($"cpu{Id}: spin_lock({name}): recursive locking, the lock is already held (deadlock)");
+        PreemptDisable();
+        PushLock(name);
+    }
+
+    /// <summary>spin_unlock(<paramref name="name"/>): releases the lock and preempt_enable().</summary>
+    /// <exception cref="ContextException">The lock is not held on this CPU.</exception>
+    public void SpinUnlock(string name)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(name);
+        if (!PopLock(name))
+            throw new ContextException($"cpu{Id}: spin_unlock({name}): the lock is not held");
+        PreemptEnable();
+    }
+
+    /// <summary>spin_lock_irqsave(): interrupts off (the old state kept by the caller), then spin_lock(). Returns the saved irqs_disabled().</summary>
+    public bool SpinLockIrqsave(string name)
+    {
+        bool flags = _irqsDisabled;
+        SetIrqsDisabled(true);
+        try
+        {
+            SpinLock(name);
+        }
+        catch
+        {
+            SetIrqsDisabled(flags);
+            throw;
+        }
+        return flags;
+    }
+
+    /// <summary>spin_unlock_irqrestore(): spin_unlock() and the interrupt state <paramref name="flags"/> back.</summary>
+    public void SpinUnlockIrqrestore(string name, bool flags)
+    {
+        SpinUnlock(name);
+        SetIrqsDisabled(flags);
+    }
+
+    /// <summary>irq_enter(): an interrupt handler starts (hardirq count up, interrupts off while it runs).</summary>
+    public void IrqEnter()
+    {
+        if ((_preemptCount & 0x000f_0000) == 0x000f_0000)
+            throw new ContextException($"cpu{Id}: hardirq nesting too deep");
+        IrqEntryFlags.Push(_irqsDisabled);
+        _irqsDisabled = true;
+        AddPreemptCount(HardirqOffset);
+    }
+
+    /// <summary>irq_exit(): the interrupt handler returns; the interrupted context's interrupt state comes back.</summary>
+    /// <exception cref="ContextException">Not in an interrupt handler.</exception>
+    public void IrqExit()
+    {
+        if (!InHardirq || IrqEntryFlags.Count == 0)
+            throw new ContextException($"cpu{Id}: irq_exit() outside an interrupt handler");
+        _irqsDisabled = IrqEntryFlags.Pop();
+        AddPreemptCount(-HardirqOffset);
+    }
+
+    /// <summary>local_bh_disable(): softirq-disabled section (counts in preempt_count's softirq byte, in_atomic()).</summary>
+    public void LocalBhDisable() => AddPreemptCount(2 * SoftirqOffset);
+
+    /// <summary>local_bh_enable().</summary>
+    public void LocalBhEnable()
+    {
+        if ((_preemptCount & 0xff00) == 0)
+            throw new ContextException($"cpu{Id}: local_bh_enable() without local_bh_disable()");
+        AddPreemptCount(-2 * SoftirqOffset);
+    }
+
+    /// <summary>
+    /// memalloc_noio_save(): from now on every allocation of the task on this CPU behaves as GFP_NOIO (no __GFP_IO,
+    /// no __GFP_FS), whatever flags it passes. Returns the cookie for <see cref="MemallocNoioRestore"/>.
+    /// </summary>
+    public uint MemallocNoioSave()
+    {
+        uint old = _taskFlags & PfMemallocNoio;
+        SetTaskFlags(_taskFlags | PfMemallocNoio);
+        return old;
+    }
+
+    /// <summary>memalloc_noio_restore(): the scope <see cref="MemallocNoioSave"/> opened ends (nested scopes keep theirs).</summary>
+    public void MemallocNoioRestore(uint flags) => SetTaskFlags((_taskFlags & ~PfMemallocNoio) | (flags & PfMemallocNoio));
+
+    /// <summary>memalloc_nofs_save(): allocations behave as GFP_NOFS (no __GFP_FS) until <see cref="MemallocNofsRestore"/>.</summary>
+    public uint MemallocNofsSave()
+    {
+        uint old = _taskFlags & PfMemallocNofs;
+        SetTaskFlags(_taskFlags | PfMemallocNofs);
+        return old;
+    }
+
+    /// <summary>memalloc_nofs_restore().</summary>
+    public void MemallocNofsRestore(uint flags) => SetTaskFlags((_taskFlags & ~PfMemallocNofs) | (flags & PfMemallocNofs));
+
+    /// <summary>current_gfp_context(): what a request with <paramref name="gfp"/> becomes in this CPU's memalloc scope.</summary>
+    public Gfp CurrentGfpContext(Gfp gfp) => Reclaim.AllocContext.CurrentGfpContext(this, gfp);
 
     // ---- reclaim_state -------------------------------------------------------------------------------------
 

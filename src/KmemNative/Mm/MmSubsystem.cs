@@ -280,8 +280,8 @@ internal sealed unsafe partial class MmSubsystem<TArch> where TArch : struct, IA
         byte* d = Desc(pfn);
         if (MemMap<TArch>.PageType(d) != PageBits.NoType)
             throw new MmCorruptException($"freeing pfn 0x{pfn:x} while it is still mapped (mapcount {Mapcount(pfn)})");
-        if (MemMap<TArch>.TestFlag(d, PageFlag.Lru))
-            Lru?.LruDel(cpu, pfn);
+        // Off its LRU list, or out of the per-CPU lru_add batch it may still wait in.
+        Lru?.LruDel(cpu, pfn);
         ulong flags = MemMap<TArch>.Flags(d);
         const ulong userFlags = 1UL << (int)PageFlag.Uptodate | 1UL << (int)PageFlag.Dirty | 1UL << (int)PageFlag.Referenced |
                                 1UL << (int)PageFlag.Swapbacked | 1UL << (int)PageFlag.Owner2 | 1UL << (int)PageFlag.Active |

@@ -196,6 +196,8 @@ public enum Errno
     EACCES = 13,
     /// <summary>EFAULT: bad address.</summary>
     EFAULT = 14,
+    /// <summary>EBUSY: device or resource busy.</summary>
+    EBUSY = 16,
     /// <summary>EEXIST: file exists.</summary>
     EEXIST = 17,
     /// <summary>ENODEV.</summary>

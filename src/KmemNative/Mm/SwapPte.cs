@@ -157,7 +157,7 @@ internal sealed unsafe partial class MmSubsystem<TArch>
         flags |= PmSwap;
         if ((e & SwapPte<TArch>.SoftDirty) != 0 && SwapPte<TArch>.SoftDirty != 0)
             flags |= PmSoftDirty;
-        return (ulong)SwpEntry.Type<TArch>(entry) | (SwpEntry.Offset<TArch>(entry) << SwpEntry.MaxSwapfilesShift);
+        return (ulong)(uint)SwpEntry.Type<TArch>(entry) | (SwpEntry.Offset<TArch>(entry) << SwpEntry.MaxSwapfilesShift);
     }
 
     /// <summary>swp_swapcount() of a swap PTE's entry, for SwapPss.</summary>

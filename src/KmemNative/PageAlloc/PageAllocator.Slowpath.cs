@@ -1,4 +1,5 @@
 using KmemNative.Arch;
+using KmemNative.PhysMem;
 
 namespace KmemNative.PageAlloc;
 

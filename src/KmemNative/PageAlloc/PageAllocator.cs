@@ -87,12 +87,7 @@ internal sealed unsafe partial class PageAllocator<TArch> where TArch : struct, 
     private ulong AllocPagesInContext(Cpu cpu, Gfp gfp, int order)
     {
         gfp = AllocContext.CurrentGfpContext(cpu, gfp);
-        if (AllocContext.MightAlloc(cpu, gfp))
-        {
-            if (_machine.Tracer is { } tracer)
-                tracer.MmPageAlloc(cpu, null, order, MobilityDisabled ? 0 : (int)GfpFlags.Migratetype(gfp), gfp);
-            return NoPage;
-        }
+        AllocContext.MightAlloc(cpu, gfp, "alloc_pages");
         return AllocPagesChecked(cpu, gfp, order);
     }
 

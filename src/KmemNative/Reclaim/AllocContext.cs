@@ -32,17 +32,22 @@ internal static class AllocContext
 
     /// <summary>
     /// might_alloc(): a request that may block (__GFP_DIRECT_RECLAIM) made with preemption or interrupts disabled
-    /// gets the kernel's "sleeping function called from invalid context" report. Returns true when the machine is
-    /// strict (<see cref="Machine.StrictMightSleep"/>) and the allocation must fail instead of going on.
+    /// gets the kernel's "sleeping function called from invalid context" report (once per allocation: an
+    /// allocation the slab allocator passes on to the page allocator is not reported twice). On a machine with
+    /// <see cref="Machine.StrictMightSleep"/> the allocation is then refused with
+    /// <see cref="SleepInAtomicException"/>; otherwise it proceeds, as the kernel's does.
     /// </summary>
-    public static bool MightAlloc(Cpu cpu, Gfp gfp)
+    /// <exception cref="SleepInAtomicException">Strict machine, blocking request in atomic context.</exception>
+    public static void MightAlloc(Cpu cpu, Gfp gfp, string function)
     {
-        if ((gfp & Gfp.DirectReclaim) == 0)
-            return false;
+        if ((gfp & Gfp.DirectReclaim) == 0 || cpu.MightSleepReporting != 0)
+            return;
         if (cpu.PreemptCount == 0 && !cpu.IrqsDisabled)
-            return false;
+            return;
         ReportMightSleep(cpu, MightAllocSite);
-        return cpu.Machine.StrictMightSleep;
+        if (cpu.Machine.StrictMightSleep)
+            throw new SleepInAtomicException(string.Create(CultureInfo.InvariantCulture,
+                $"{function}({GfpFlags.Format(gfp)}) may sleep but cpu{cpu.Id} is in atomic context (in_atomic(): {(cpu.InAtomic ? 1 : 0)}, irqs_disabled(): {(cpu.IrqsDisabled ? 1 : 0)})"));
     }
 
     /// <summary>

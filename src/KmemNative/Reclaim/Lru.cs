@@ -68,19 +68,58 @@ internal sealed unsafe partial class ReclaimSubsystem<TArch>
 
     // ---- IPageLruHooks ------------------------------------------------------------------------------------
 
+    /// <summary>FOLIO_BATCH_SIZE: pages a CPU's lru_add batch holds before they are moved to the lists.</summary>
+    internal const int FolioBatchSize = 31;
+
+    /// <summary>cpu_fbatches.lru_add of each CPU (host-side; guarded by the lru lock so another CPU may drain it).</summary>
+    private List<ulong>[] _lruAddBatch = null!;
+
+    /// <summary>The CPU whose batch holds each batched page.</summary>
+    private readonly Dictionary<ulong, int> _inBatch = [];
+
+    private int _batched;
+
+    private void InitLruBatches()
+    {
+        _lruAddBatch = new List<ulong>[_m.Cpus.Count];
+        for (int i = 0; i < _lruAddBatch.Length; i++)
+            _lruAddBatch[i] = new List<ulong>(FolioBatchSize);
+    }
+
     /// <summary>
-    /// folio_add_lru() → lru_add(): PG_lru and the head of the inactive (or, with PG_active, the active) list of its
-    /// type. The per-CPU folio_batch is drained at once (as with lru_cache_disabled()). Shmem pages are kept
-    /// unevictable: the emulator has no shmem swap (they count in unevictable_pgs_culled).
+    /// folio_add_lru(): the page joins this CPU's lru_add batch; when the batch is full, lru_add moves all of it
+    /// to the lists (folio_batch_move_lru()). Until then the page has no PG_lru and is on no list, as in the
+    /// kernel (reclaim drains the batches first: lru_add_drain()). Unlike the kernel the batch holds no reference.
     /// </summary>
     public void LruAdd(Cpu cpu, ulong pfn, bool file)
     {
         byte* d = Desc(pfn);
-        bool shmem = !file && (MemMap<TArch>.Mapping(d) & 1) == 0 && MemMap<TArch>.Mapping(d) != 0;
         lock (_lruLock)
         {
-            if (MemMap<TArch>.TestFlag(d, PageFlag.Lru))
+            if (MemMap<TArch>.TestFlag(d, PageFlag.Lru) || _inBatch.ContainsKey(pfn))
                 throw new ConsistencyException($"folio_add_lru(): pfn 0x{pfn:x} is already on an LRU list");
+            var batch = _lruAddBatch[cpu.Id];
+            batch.Add(pfn);
+            _inBatch[pfn] = cpu.Id;
+            _batched++;
+            if (batch.Count >= FolioBatchSize)
+                MoveBatchToLruLocked(cpu, batch);
+        }
+    }
+
+    /// <summary>
+    /// lru_add(): PG_lru and the head of the inactive (with PG_active, the active) list of its type. Shmem pages are
+    /// made unevictable (the emulator has no shmem swap; counted in unevictable_pgs_culled).
+    /// </summary>
+    private void MoveBatchToLruLocked(Cpu cpu, List<ulong> batch)
+    {
+        foreach (ulong pfn in batch)
+        {
+            _inBatch.Remove(pfn);
+            _batched--;
+            byte* d = Desc(pfn);
+            ulong mapping = MemMap<TArch>.Mapping(d);
+            bool shmem = MemMap<TArch>.TestFlag(d, PageFlag.Swapbacked) && mapping != 0 && (mapping & 1) == 0;
             if (shmem)
             {
                 MemMap<TArch>.ClearFlag(d, PageFlag.Active);
@@ -90,14 +129,46 @@ internal sealed unsafe partial class ReclaimSubsystem<TArch>
             MemMap<TArch>.SetFlag(d, PageFlag.Lru);
             AddToLru(pfn, d);
         }
+        batch.Clear();
     }
 
-    /// <summary>The last reference is going (__folio_put → lruvec_del_folio + __folio_clear_lru_flags()).</summary>
+    /// <summary>lru_add_drain_all(): every CPU's lru_add batch goes to the lists now.</summary>
+    internal void LruAddDrainAll(Cpu cpu)
+    {
+        lock (_lruLock)
+        {
+            if (_batched == 0)
+                return;
+            foreach (var batch in _lruAddBatch)
+                if (batch.Count != 0)
+                    MoveBatchToLruLocked(cpu, batch);
+        }
+    }
+
+    /// <summary>Pages waiting in lru_add batches.</summary>
+    internal int LruBatched
+    {
+        get
+        {
+            lock (_lruLock)
+                return _batched;
+        }
+    }
+
+    /// <summary>The last reference is going (__folio_put → lruvec_del_folio + __folio_clear_lru_flags()), or the page leaves its lru_add batch.</summary>
     public void LruDel(Cpu cpu, ulong pfn)
     {
         byte* d = Desc(pfn);
+        if (!MemMap<TArch>.TestFlag(d, PageFlag.Lru) && Volatile.Read(ref _batched) == 0)
+            return;
         lock (_lruLock)
         {
+            if (_inBatch.Remove(pfn, out int owner))
+            {
+                _lruAddBatch[owner].Remove(pfn);
+                _batched--;
+                return;
+            }
             if (!MemMap<TArch>.TestFlag(d, PageFlag.Lru))
                 return;
             DelFromLru(pfn, d);

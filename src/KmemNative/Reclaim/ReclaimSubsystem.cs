@@ -44,6 +44,7 @@ internal sealed unsafe partial class ReclaimSubsystem<TArch> : IAllocReclaim, IP
             _mm.InitListHead(LruHead(lru));
         *(int*)(_node + _kswapdHighestOff) = MaxNrZones;
         _shrinkers = [];
+        InitLruBatches();
         InitShrinkers();
     }
 

@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text;
+using KmemNative.Mm;
 using KmemNative.PageAlloc;
 using KmemNative.PhysMem;
 
@@ -64,17 +65,17 @@ internal sealed unsafe partial class ReclaimSubsystem<TArch>
     /// swapon(): an emulated swap partition of <paramref name="bytes"/> (/dev/sda2, priority -2, non-rotational);
     /// the first page is the header, so SwapTotal is one page less. One device only.
     /// </summary>
-    internal SysResultLike Swapon(ulong bytes)
+    internal SysResult Swapon(ulong bytes)
     {
         ulong maxPages = Math.Min(bytes >> PageSize.Shift, SwapPte<TArch>.MaxOffset + 1);
         if (maxPages < 2)
-            return SysResultLike.Fail("EINVAL", $"swapon: swap area of {bytes} bytes is too small (need at least two pages)");
+            return SysResult.Fail(Errno.EINVAL);
         if (maxPages > int.MaxValue)
-            return SysResultLike.Fail("EINVAL", "swapon: swap area too large for the emulator");
+            return SysResult.Fail(Errno.EINVAL);
         lock (_swapLock)
         {
             if (_swap is not null)
-                return SysResultLike.Fail("EBUSY", "swapon: /dev/sda2: Device or resource busy");
+                return SysResult.Fail(Errno.EBUSY);
             _swap = new SwapDevice
             {
                 Name = "/dev/sda2",
@@ -86,7 +87,7 @@ internal sealed unsafe partial class ReclaimSubsystem<TArch>
         long kb = (long)(maxPages - 1) << (PageSize.Shift - 10);
         _m.Log.Info(string.Create(CultureInfo.InvariantCulture, $"Adding {kb}k swap on /dev/sda2.  Priority:-2 extents:1 across:{kb}k SS"));
         UpdateSwapCounters();
-        return SysResultLike.Ok;
+        return SysResult.Ok(0);
     }
 
     private void UpdateSwapCounters()
@@ -394,12 +395,4 @@ internal sealed unsafe partial class ReclaimSubsystem<TArch>
                 errors.Add($"swap inuse_pages {s.InUse}, swap_map holds {inuse}");
         }
     }
-}
-
-/// <summary>A small success/failure result for the reclaim subsystem's commands (an errno name and the kernel's message).</summary>
-internal readonly record struct SysResultLike(bool IsOk, string Errno, string Message)
-{
-    public static SysResultLike Ok => new(true, "", "");
-
-    public static SysResultLike Fail(string errno, string message) => new(false, errno, message);
 }

@@ -110,6 +110,7 @@ internal sealed unsafe partial class ReclaimSubsystem<TArch>
     /// </summary>
     private void ShrinkNode(Cpu cpu, ScanControl sc)
     {
+        LruAddDrainAll(cpu);
         CompleteWriteback(cpu);
         if (_flusherWoken && (sc.GfpMask & (Gfp.Io | Gfp.Fs)) == (Gfp.Io | Gfp.Fs))
             RunFlusher(cpu);
