@@ -224,10 +224,10 @@ internal sealed class VfsCaches<TArch> where TArch : struct, IArch
 }
 
 /// <summary>
-/// An emulated driver's pool of cached objects in a SLAB_RECLAIM_ACCOUNT cache (<c>kmem_driver_pool</c>), with a
-/// shrinker that does not depend on the file system: it frees its coldest objects for any reclaim context, GFP_NOFS
-/// and GFP_NOIO included (as block-layer and driver caches do). Emulator-specific: it stands for the many non-FS
-/// shrinkers of a real kernel.
+/// An emulated block driver's pool of cached buffers in a SLAB_RECLAIM_ACCOUNT cache (<c>kmem_driver_pool</c>), with
+/// a shrinker that does not depend on the file system: it runs for GFP_NOFS reclaim too. Releasing a buffer may
+/// mean writing it to the device, so like a block-layer cache it stops (SHRINK_STOP) without __GFP_IO: GFP_NOIO
+/// reclaim cannot use it. Emulator-specific: it stands for the non-FS shrinkers of a real kernel.
 /// </summary>
 internal sealed class DriverPool<TArch> where TArch : struct, IArch
 {
@@ -291,6 +291,8 @@ internal sealed class DriverPool<TArch> where TArch : struct, IArch
 
     private long Scan(Cpu cpu, ShrinkControl sc)
     {
+        if ((sc.GfpMask & Gfp.Io) == 0)
+            return Shrinker.Stop;
         if (Interlocked.CompareExchange(ref _busy, 1, 0) != 0)
             return Shrinker.Stop;
         try
