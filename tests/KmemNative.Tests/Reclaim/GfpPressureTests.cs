@@ -1,0 +1,168 @@
+using KmemNative.Arch;
+using KmemNative.PageAlloc;
+using KmemNative.Tests.TestUtil;
+
+namespace KmemNative.Tests.Reclaim;
+
+/// <summary>
+/// The seed's GFP flags side by side under the same memory pressure (<see cref="PressureState"/>: free memory just
+/// below the min watermark; left to reclaim: 1024 dirty page-cache pages, unused dentries/inodes behind the
+/// file-system shrinker, the driver pool behind a non-FS shrinker that needs __GFP_IO, and 1024 anonymous pages with
+/// swap). Each flag gets a fresh machine in that state and shows its documented outcome.
+/// </summary>
+public class GfpPressureTests
+{
+    private static long Events(Machine m, VmEvent e) => m.Cpus.Sum(c => c.Event(e));
+
+    private static (int Dentries, int Inodes) Dcache(PressureState s) => s.M.DcacheUnused;
+
+    [Theory]
+    [MemberData(nameof(Machines.Arches), MemberType = typeof(Machines))]
+    public void Gfp_kernel_succeeds_by_reclaim_with_writeback(ArchKind arch)
+    {
+        using var s = PressureState.Build(arch);
+        var m = s.M;
+        var page = m.AllocPages(s.Cpu, Gfp.Kernel, 0);
+        Assert.NotNull(page);
+        // Direct reclaim ran (allocstall), woke the flusher for the dirty pages it found, and freed the written ones.
+        Assert.True(Events(m, VmEvent.AllocstallNormal) > 0);
+        Assert.True(Events(m, VmEvent.PgstealDirect) > 0);
+        Assert.True(Events(m, VmEvent.PgstealFile) > 0);
+        Assert.Equal(0, m.NodeState(NodeStat.NrDirty));
+        Assert.True(m.NodeState(NodeStat.NrWritten) >= 1024);
+        Assert.Null(m.LastAllocFailureReport);
+        Assert.Equal(0, Events(m, VmEvent.OomKill));
+        m.CheckConsistency();
+    }
+
+    [Theory]
+    [MemberData(nameof(Machines.Arches), MemberType = typeof(Machines))]
+    public void Gfp_user_and_highuser_succeed_like_gfp_kernel(ArchKind arch)
+    {
+        foreach (var gfp in new[] { Gfp.User, Gfp.HighUser })
+        {
+            using var s = PressureState.Build(arch);
+            var page = s.M.AllocPages(s.Cpu, gfp, 0);
+            Assert.NotNull(page);
+            Assert.True(Events(s.M, VmEvent.PgstealDirect) > 0);
+            // The stall is counted for the request's highest zone: HIGHMEM on i386 for GFP_HIGHUSER.
+            var stall = gfp == Gfp.HighUser && arch == ArchKind.I386 ? VmEvent.AllocstallHigh : VmEvent.AllocstallNormal;
+            Assert.True(Events(s.M, stall) > 0, $"{gfp}: {stall}");
+            s.M.CheckConsistency();
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(Machines.Arches), MemberType = typeof(Machines))]
+    public void Gfp_nofs_succeeds_without_fs_shrinkers_or_fs_writeback(ArchKind arch)
+    {
+        using var s = PressureState.Build(arch);
+        var m = s.M;
+        var page = m.AllocPages(s.Cpu, Gfp.NoFs, 0);
+        Assert.NotNull(page);
+        // The file system was left alone: its dentries and inodes, and its dirty pages (no flusher for a NOFS reclaimer).
+        Assert.Equal((PressureState.Dentries, 0), Dcache(s));
+        Assert.Equal(1024, m.NodeState(NodeStat.NrDirty));
+        Assert.Equal(0, m.NodeState(NodeStat.NrWritten));
+        // What it reclaimed came from outside the file system: the driver pool's shrinker.
+        Assert.True(m.DriverPoolCount < PressureState.PoolObjects);
+        Assert.True(m.Shrinkers.Single(x => x.Name == "driver-pool").Freed > 0);
+        Assert.Equal(0, m.Shrinkers.Single(x => x.Name == "sb-ext4").Freed);
+        m.CheckConsistency();
+    }
+
+    [Theory]
+    [MemberData(nameof(Machines.Arches), MemberType = typeof(Machines))]
+    public void Gfp_noio_cannot_reclaim_dirty_pages_and_fails_without_oom(ArchKind arch)
+    {
+        using var s = PressureState.Build(arch);
+        var m = s.M;
+        var page = m.AllocPages(s.Cpu, Gfp.NoIo, 0);
+        Assert.Null(page);
+        Assert.True(Events(m, VmEvent.PgscanDirect) > 0);      // it tried
+        Assert.Equal(0, Events(m, VmEvent.PgstealDirect));      // nothing it may touch: no writeback, no swap-out
+        Assert.Equal(1024, m.NodeState(NodeStat.NrDirty));
+        Assert.Equal(0, Events(m, VmEvent.Pswpout));
+        Assert.Equal((PressureState.Dentries, 0), Dcache(s));
+        Assert.Equal(PressureState.PoolObjects, m.DriverPoolCount);
+        // "The OOM killer does not compensate for IO-less reclaim": nobody was killed.
+        Assert.Equal(0, Events(m, VmEvent.OomKill));
+        Assert.Single(m.Processes);
+        var report = m.LastAllocFailureReport;
+        Assert.NotNull(report);
+        Assert.StartsWith($"hog: page allocation failure: order:0, mode:0xc00(GFP_NOIO), nodemask=(null)\nMem-Info:\n", report);
+        m.CheckConsistency();
+    }
+
+    [Theory]
+    [MemberData(nameof(Machines.Arches), MemberType = typeof(Machines))]
+    public void Gfp_nowait_fails_fast_where_gfp_atomic_succeeds_from_the_reserve(ArchKind arch)
+    {
+        using var s = PressureState.Build(arch);
+        var m = s.M;
+        long free0 = m.Zones.Sum(z => z.FreePages);
+        Assert.Null(m.AllocPages(s.Cpu, Gfp.NoWait, 0));
+        // No reclaim, no report (GFP_NOWAIT carries __GFP_NOWARN), only kswapd is woken.
+        Assert.Equal(0, Events(m, VmEvent.PgscanDirect));
+        Assert.Null(m.LastAllocFailureReport);
+        Assert.True(m.KswapdPending);
+        var page = m.AllocPages(s.Cpu, Gfp.Atomic, 0);
+        Assert.NotNull(page);
+        Assert.Equal(0, Events(m, VmEvent.PgscanDirect));
+        // It came from below the min watermark of its zone: the reserve GFP_NOWAIT may not touch.
+        var zone = m.Zones[m.ReadPage(page!.Value.Pfn).ZoneIndex];
+        int normal = m.Zones.First(z => z.Type == ZoneType.Normal).Index;
+        Assert.True(zone.FreePages < zone.WatermarkMin + zone.LowmemReserve(normal));
+        Assert.True(m.Zones.Sum(z => z.FreePages) <= free0);
+        m.CheckConsistency();
+    }
+
+    [Fact]
+    public void Gfp_dma_gets_zone_dma_which_lowmem_reserve_kept_from_the_others()
+    {
+        using var s = PressureState.Build(ArchKind.X86_64);
+        var m = s.M;
+        var dma = m.Zones[0];
+        // The NOWAIT fill stopped at DMA's min watermark plus its lowmem_reserve against DMA32/NORMAL requests...
+        Assert.True(dma.FreePages > dma.WatermarkMin);
+        Assert.Null(m.AllocPages(s.Cpu, Gfp.NoWait, 0));
+        // ...which does not apply to a request for ZONE_DMA itself: no reclaim needed.
+        var page = m.AllocPages(s.Cpu, Gfp.Kernel | Gfp.Dma, 0);
+        Assert.NotNull(page);
+        Assert.True(page!.Value.Pfn < 4096);    // below 16 MiB
+        Assert.Equal(0, Events(m, VmEvent.PgscanDirect));
+        m.CheckConsistency();
+    }
+
+    [Fact]
+    public void Gfp_dma_under_pressure_in_zone_dma_never_invokes_the_oom_killer()
+    {
+        using var s = PressureState.Build(ArchKind.X86_64);
+        var m = s.M;
+        // Exhaust ZONE_DMA too (GFP_DMA | GFP_NOWAIT stops at its own min watermark).
+        while (m.AllocPages(s.Cpu, Gfp.NoWait | Gfp.Dma, 0) is { } p)
+            s.Pinned.Add(p.Pfn);
+        var page = m.AllocPages(s.Cpu, Gfp.Kernel | Gfp.Dma, 0);
+        // Direct reclaim for ZONE_DMA (allocstall_dma) finds nothing there: the LRU pages all live in DMA32, which
+        // is above the request's reclaim_idx, so get_scan_count() gives every list a target of 0. Lowmem requests
+        // never OOM-kill ("the OOM killer does not needlessly kill tasks for lowmem").
+        Assert.Null(page);
+        Assert.True(Events(m, VmEvent.AllocstallDma) > 0);
+        Assert.Equal(0, Events(m, VmEvent.PgstealDirect));
+        Assert.Equal(0, Events(m, VmEvent.OomKill));
+        Assert.Contains("mode:0xcc1(GFP_KERNEL|GFP_DMA)", m.LastAllocFailureReport);
+        m.CheckConsistency();
+    }
+
+    [Theory]
+    [MemberData(nameof(Machines.Arches), MemberType = typeof(Machines))]
+    public void Gfp_nofail_succeeds_after_reclaim(ArchKind arch)
+    {
+        using var s = PressureState.Build(arch);
+        var m = s.M;
+        var page = m.AllocPages(s.Cpu, Gfp.Kernel | Gfp.NoFail, 0);
+        Assert.NotNull(page);
+        Assert.True(Events(m, VmEvent.PgstealDirect) > 0);
+        m.CheckConsistency();
+    }
+}
