@@ -228,6 +228,7 @@ public static class ErrnoText
         Errno.ENOMEM => "Cannot allocate memory",
         Errno.EACCES => "Permission denied",
         Errno.EFAULT => "Bad address",
+        Errno.EBUSY => "Device or resource busy",
         Errno.EEXIST => "File exists",
         Errno.ENODEV => "No such device",
         Errno.EINVAL => "Invalid argument",
