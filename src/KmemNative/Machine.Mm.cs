@@ -24,7 +24,7 @@ public sealed unsafe partial class Machine<TArch>
                 if (_mmSub is null)
                 {
                     var created = new MmSubsystem<TArch>(this);
-                    _reclaim.AttachMm(created);
+                    Reclaim.AttachMm(created);
                     Volatile.Write(ref _mmSub, created);
                 }
                 return _mmSub;

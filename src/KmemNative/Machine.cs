@@ -478,6 +478,11 @@ public abstract partial class Machine : IDisposable
             ThrowHelper.ThrowDisposed();
     }
 
+    /// <summary>Stops the machine's own host threads (kswapd) before its memory goes away.</summary>
+    private protected virtual void StopBackgroundThreads()
+    {
+    }
+
     /// <summary>Shuts the machine down and frees the arena. Idempotent.</summary>
     public void Dispose()
     {
@@ -485,6 +490,7 @@ public abstract partial class Machine : IDisposable
             return;
         _disposed = true;
         Diagnostics.KmemMetrics.Unregister(this);
+        StopBackgroundThreads();
         if (ReferenceEquals(t_machine, this))
         {
             t_machine = null;
