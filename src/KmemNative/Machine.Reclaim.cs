@@ -23,6 +23,9 @@ public sealed unsafe partial class Machine<TArch>
     }
 
     /// <inheritdoc/>
+    internal override bool NodeHopeless => _reclaim is { Hopeless: true };
+
+    /// <inheritdoc/>
     public override SysResult FileWrite(Cpu cpu, int fd, ulong offset, ReadOnlySpan<byte> data) => MmSub.FileWrite(cpu, fd, offset, data);
 
     /// <inheritdoc/>

@@ -31,6 +31,9 @@ public abstract partial class Machine
     /// </summary>
     public bool StrictMightSleep { get; set; }
 
+    /// <summary>kswapd_test_hopeless(): kswapd failed MAX_RECLAIM_RETRIES runs in a row (zoneinfo's node_unreclaimable).</summary>
+    internal abstract bool NodeHopeless { get; }
+
     /// <summary>
     /// write() (pwrite): copies <paramref name="data"/> into the file's page cache at <paramref name="offset"/>
     /// (pages read in or created as needed) and marks the pages dirty (Dirty: in meminfo, nr_dirty). Files keep their

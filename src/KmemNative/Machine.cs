@@ -393,7 +393,12 @@ public abstract partial class Machine : IDisposable
     /// <summary>Reads a field of a CPU's <c>struct per_cpu_pages</c> for a zone ("count", "high", "batch", ...).</summary>
     public abstract int PcpField(Cpu cpu, Zone zone, string field);
 
-    /// <summary>Walks every free list and descriptor and checks that the allocator's structures agree and that pages are conserved.</summary>
+    /// <summary>
+    /// Walks every free list and descriptor and checks that the allocator's structures agree and that pages are
+    /// conserved; then the slab caches, and the reclaim structures: the LRU lists against PG_lru and the nr_*
+    /// counters, the pages under emulated I/O against nr_writeback, the swap map against the swap cache and the swap
+    /// PTEs of every process.
+    /// </summary>
     /// <exception cref="ConsistencyException">Something disagrees; the message lists what.</exception>
     public abstract ConsistencyReport CheckConsistency();
 
