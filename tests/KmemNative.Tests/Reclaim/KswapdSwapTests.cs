@@ -262,6 +262,25 @@ public class KswapdSwapTests
         m.CheckConsistency();
     }
 
+    [Theory]
+    [MemberData(nameof(Machines.Arches), MemberType = typeof(Machines))]
+    public void Evicted_page_cache_leaves_shadow_entries_that_a_refault_finds(ArchKind arch)
+    {
+        var (m, cpu, fd) = WithCleanCache(arch, 1);
+        using var _m = m;
+        for (int i = 0; i < 50 && m.NodeState(NodeStat.NrFilePages) > 128; i++)
+            m.TryToFreePages(cpu, Gfp.Kernel);
+        long evicted = 256 - m.NodeState(NodeStat.NrFilePages);
+        Assert.True(evicted > 0);
+        Assert.Equal(0, m.NodeState(NodeStat.WorkingsetRefaultFile));
+        // Reading the file again brings the evicted pages back in: each finds its shadow entry (workingset_refault).
+        m.FileRead(cpu, fd, 0, new byte[1 << 20]);
+        Assert.Equal(256, m.NodeState(NodeStat.NrFilePages));
+        Assert.Equal(evicted, m.NodeState(NodeStat.WorkingsetRefaultFile));
+        Assert.Contains($"workingset_refault_file {evicted}", m.Proc.Read("vmstat"));
+        m.CheckConsistency();
+    }
+
     [Fact]
     public void A_registered_shrinker_is_scanned_in_batches_with_deferred_work()
     {
