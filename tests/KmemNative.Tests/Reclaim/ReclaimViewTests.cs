@@ -146,4 +146,19 @@ public partial class ReclaimViewTests
         m.ModNodeState(NodeStat.NrInactiveFile, -1);
         m.CheckConsistency();
     }
+    [Fact]
+    public void Path_based_file_io_dirties_and_reads_through_the_page_cache()
+    {
+        using var m = Machines.X64(64, cpus: 1);
+        var cpu = m.GetCpu(0);
+        Assert.True(m.FileCreate(cpu, "/data/script", 3 * 4096).IsOk);
+        Assert.Equal(Errno.EBADF, m.FileWrite(cpu, "/data/none", 0, 10).Error);
+        Assert.Equal(8192UL, m.FileWrite(cpu, "/data/script", 4096, 8192, 0x11).Unwrap());
+        Assert.Equal(2, m.NodeState(NodeStat.NrDirty));
+        Assert.Equal(100UL, m.FileRead(cpu, "/data/script", 0, 100).Unwrap());
+        Assert.Equal(3, m.NodeState(NodeStat.NrFilePages));
+        // Past the end of the file nothing is written (files keep their size).
+        Assert.Equal(0UL, m.FileWrite(cpu, "/data/script", 3 * 4096, 10).Unwrap());
+        Assert.Equal("Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n", m.Proc.Read("swaps"));
+    }
 }
