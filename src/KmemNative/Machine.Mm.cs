@@ -24,7 +24,7 @@ public sealed unsafe partial class Machine<TArch>
                 if (_mmSub is null)
                 {
                     var created = new MmSubsystem<TArch>(this);
-                    _reclaim.AttachMm(created);
+                    Reclaim.AttachMm(created);
                     Volatile.Write(ref _mmSub, created);
                 }
                 return _mmSub;
@@ -80,6 +80,8 @@ public sealed unsafe partial class Machine<TArch>
             "status" => s.Status(t),
             "statm" => MmSubsystem<TArch>.Statm(mm),
             "stat" => s.Stat(t),
+            "oom_score_adj" => string.Create(CultureInfo.InvariantCulture, $"{t.OomScoreAdj}\n"),
+            "oom_score" => string.Create(CultureInfo.InvariantCulture, $"{Reclaim.OomScore(pid)}\n"),
             _ => null,
         };
     }

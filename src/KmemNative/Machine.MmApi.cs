@@ -43,7 +43,7 @@ public abstract partial class Machine
     /// <summary>vm.mmap_min_addr (default 65536).</summary>
     public abstract ulong MmapMinAddr { get; set; }
 
-    /// <summary>A per-process /proc file (maps, smaps, smaps_rollup, status, statm, stat), or null when no such process or file.</summary>
+    /// <summary>A per-process /proc file (maps, smaps, smaps_rollup, status, statm, stat, oom_score, oom_score_adj), or null when no such process or file.</summary>
     public abstract string? ReadPidFile(int pid, string file);
 
     /// <summary>crash's ps: one line per process.</summary>

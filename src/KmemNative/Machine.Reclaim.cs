@@ -8,16 +8,22 @@ namespace KmemNative;
 // attached to the process subsystem when that is created.
 public sealed unsafe partial class Machine<TArch>
 {
-    private ReclaimSubsystem<TArch> _reclaim = null!;
+    private ReclaimSubsystem<TArch>? _reclaim;
 
     /// <summary>The reclaim subsystem (LRU lists, vmscan, kswapd, shrinkers, swap, OOM killer).</summary>
-    internal ReclaimSubsystem<TArch> Reclaim => _reclaim;
+    internal ReclaimSubsystem<TArch> Reclaim => _reclaim!;
+
+    /// <inheritdoc/>
+    private protected override void StopBackgroundThreads() => _reclaim?.SetKswapdThread(false);
 
     private void InitReclaim()
     {
         _reclaim = new ReclaimSubsystem<TArch>(this);
         _reclaim.Attach();
     }
+
+    /// <inheritdoc/>
+    internal override bool NodeHopeless => _reclaim is { Hopeless: true };
 
     /// <inheritdoc/>
     public override SysResult FileWrite(Cpu cpu, int fd, ulong offset, ReadOnlySpan<byte> data) => MmSub.FileWrite(cpu, fd, offset, data);
@@ -29,48 +35,48 @@ public sealed unsafe partial class Machine<TArch>
     public override long Sync(Cpu cpu)
     {
         ThrowIfDisposed();
-        return _reclaim.Sync(cpu);
+        return Reclaim.Sync(cpu);
     }
 
     /// <inheritdoc/>
-    public override void SetOomScoreAdj(int pid, int adj) => _reclaim.SetOomScoreAdj(pid, adj);
+    public override void SetOomScoreAdj(int pid, int adj) => Reclaim.SetOomScoreAdj(pid, adj);
 
     /// <inheritdoc/>
     public override int GetOomScoreAdj(int pid) =>
         _mmSub?.FindTask(pid) is { } t ? t.OomScoreAdj : throw new KmemException($"no process {pid}");
 
     /// <inheritdoc/>
-    public override long OomScore(int pid) => _reclaim.OomScore(pid);
+    public override long OomScore(int pid) => Reclaim.OomScore(pid);
 
     /// <inheritdoc/>
     public override long KswapdStep(Cpu cpu)
     {
         ThrowIfDisposed();
-        return _reclaim.KswapdRun(cpu);
+        return Reclaim.KswapdRun(cpu);
     }
 
     /// <inheritdoc/>
     public override bool KswapdThread
     {
-        get => _reclaim.KswapdThreadRunning;
+        get => Reclaim.KswapdThreadRunning;
         set
         {
             ThrowIfDisposed();
-            _reclaim.SetKswapdThread(value);
+            Reclaim.SetKswapdThread(value);
         }
     }
 
     /// <inheritdoc/>
-    public override bool KswapdPending => _reclaim.KswapdPending;
+    public override bool KswapdPending => Reclaim.KswapdPending;
 
     /// <inheritdoc/>
-    public override long KswapdWakeups => _reclaim.KswapdWakeups;
+    public override long KswapdWakeups => Reclaim.KswapdWakeups;
 
     /// <inheritdoc/>
     public override long DropCaches(Cpu cpu, int mode)
     {
         ThrowIfDisposed();
-        return _reclaim.DropCaches(cpu, mode);
+        return Reclaim.DropCaches(cpu, mode);
     }
 
     /// <inheritdoc/>
@@ -81,7 +87,7 @@ public sealed unsafe partial class Machine<TArch>
         cpu.SetTaskFlags(saved | Cpu.PfMemalloc);
         try
         {
-            return _reclaim.TryToFreePages(cpu, gfp, order, GfpFlags.Zone<TArch>(gfp));
+            return Reclaim.TryToFreePages(cpu, gfp, order, GfpFlags.Zone<TArch>(gfp));
         }
         finally
         {
@@ -93,62 +99,62 @@ public sealed unsafe partial class Machine<TArch>
     public override SysResult Swapon(ulong bytes)
     {
         ThrowIfDisposed();
-        return _reclaim.Swapon(bytes);
+        return Reclaim.Swapon(bytes);
     }
 
     /// <inheritdoc/>
-    public override long SwapTotalPages => _reclaim.TotalSwapPages;
+    public override long SwapTotalPages => Reclaim.TotalSwapPages;
 
     /// <inheritdoc/>
-    public override long SwapFreePages => _reclaim.NrSwapPages;
+    public override long SwapFreePages => Reclaim.NrSwapPages;
 
     /// <inheritdoc/>
-    public override string Swaps() => _reclaim.ProcSwaps();
+    public override string Swaps() => Reclaim.ProcSwaps();
 
     /// <inheritdoc/>
-    public override string? LastAllocFailureReport => _reclaim.LastAllocFailureReport;
+    public override string? LastAllocFailureReport => Reclaim.LastAllocFailureReport;
 
     /// <inheritdoc/>
-    public override string? LastOomReport => _reclaim.LastOomReport;
+    public override string? LastOomReport => Reclaim.LastOomReport;
 
     /// <inheritdoc/>
     public override string ShowMem(Cpu cpu)
     {
         var lines = new List<string>();
-        _reclaim.ShowMem(cpu, _zones.Length - 1, lines);
+        Reclaim.ShowMem(cpu, _zones.Length - 1, lines);
         return string.Join('\n', lines) + "\n";
     }
 
     /// <inheritdoc/>
-    public override int DcacheFill(Cpu cpu, int count, Gfp gfp = Gfp.Kernel) => _reclaim.Vfs.Fill(cpu, count, gfp);
+    public override int DcacheFill(Cpu cpu, int count, Gfp gfp = Gfp.Kernel) => Reclaim.Vfs.Fill(cpu, count, gfp);
 
     /// <inheritdoc/>
-    public override void DcacheTouch(int count) => _reclaim.Vfs.Touch(count);
+    public override void DcacheTouch(int count) => Reclaim.Vfs.Touch(count);
 
     /// <inheritdoc/>
-    public override (int Dentries, int Inodes) DcacheUnused => (_reclaim.Vfs.Dentries, _reclaim.Vfs.Inodes);
+    public override (int Dentries, int Inodes) DcacheUnused => (Reclaim.Vfs.Dentries, Reclaim.Vfs.Inodes);
 
     /// <inheritdoc/>
-    public override int DriverPoolFill(Cpu cpu, int count, Gfp gfp = Gfp.Kernel) => _reclaim.Pool.Fill(cpu, count, gfp);
+    public override int DriverPoolFill(Cpu cpu, int count, Gfp gfp = Gfp.Kernel) => Reclaim.Pool.Fill(cpu, count, gfp);
 
     /// <inheritdoc/>
-    public override int DriverPoolCount => _reclaim.Pool.Count();
+    public override int DriverPoolCount => Reclaim.Pool.Count();
 
     /// <inheritdoc/>
-    public override IReadOnlyList<Shrinker> Shrinkers => _reclaim.Shrinkers;
+    public override IReadOnlyList<Shrinker> Shrinkers => Reclaim.Shrinkers;
 
     /// <inheritdoc/>
-    public override void RegisterShrinker(Shrinker shrinker) => _reclaim.RegisterShrinker(shrinker);
+    public override void RegisterShrinker(Shrinker shrinker) => Reclaim.RegisterShrinker(shrinker);
 
     /// <inheritdoc/>
-    public override bool UnregisterShrinker(Shrinker shrinker) => _reclaim.UnregisterShrinker(shrinker);
+    public override bool UnregisterShrinker(Shrinker shrinker) => Reclaim.UnregisterShrinker(shrinker);
 
     /// <inheritdoc/>
-    public override void LruAddDrain(Cpu cpu) => _reclaim.LruAddDrainAll(cpu);
+    public override void LruAddDrain(Cpu cpu) => Reclaim.LruAddDrainAll(cpu);
 
     /// <inheritdoc/>
-    public override long LruSize(LruList lru) => _reclaim.NodeStatRead((NodeStat)(int)lru);
+    public override long LruSize(LruList lru) => Reclaim.NodeStatRead((NodeStat)(int)lru);
 
     /// <inheritdoc/>
-    public override IReadOnlyList<ulong> LruPages(LruList lru) => _reclaim.LruPages((int)lru);
+    public override IReadOnlyList<ulong> LruPages(LruList lru) => Reclaim.LruPages((int)lru);
 }

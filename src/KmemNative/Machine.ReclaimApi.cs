@@ -31,6 +31,9 @@ public abstract partial class Machine
     /// </summary>
     public bool StrictMightSleep { get; set; }
 
+    /// <summary>kswapd_test_hopeless(): kswapd failed MAX_RECLAIM_RETRIES runs in a row (zoneinfo's node_unreclaimable).</summary>
+    internal abstract bool NodeHopeless { get; }
+
     /// <summary>
     /// write() (pwrite): copies <paramref name="data"/> into the file's page cache at <paramref name="offset"/>
     /// (pages read in or created as needed) and marks the pages dirty (Dirty: in meminfo, nr_dirty). Files keep their
@@ -41,6 +44,37 @@ public abstract partial class Machine
 
     /// <summary>The descriptor of an open file by its path (as given to <see cref="FileCreate"/>), or -1.</summary>
     public abstract int FileDescriptor(string path);
+
+    /// <summary>
+    /// The script form of write(): <paramref name="length"/> bytes of <paramref name="value"/> into the open file
+    /// <paramref name="path"/> at <paramref name="offset"/> (dirtying its page cache). EBADF when no such file is open.
+    /// </summary>
+    public SysResult FileWrite(Cpu cpu, string path, ulong offset, ulong length, byte value = 0x5a)
+    {
+        int fd = FileDescriptor(path);
+        if (fd < 0)
+            return SysResult.Fail(Errno.EBADF);
+        if (length > int.MaxValue)
+            return SysResult.Fail(Errno.EINVAL);
+        var data = new byte[length];
+        Array.Fill(data, value);
+        return FileWrite(cpu, fd, offset, data);
+    }
+
+    /// <summary>
+    /// The script form of read(): reads <paramref name="length"/> bytes of the open file <paramref name="path"/> at
+    /// <paramref name="offset"/> through its page cache (pages missing from it are read in; a second read activates
+    /// a page) and returns how many were read. EBADF when no such file is open.
+    /// </summary>
+    public SysResult FileRead(Cpu cpu, string path, ulong offset, ulong length)
+    {
+        int fd = FileDescriptor(path);
+        if (fd < 0)
+            return SysResult.Fail(Errno.EBADF);
+        if (length > int.MaxValue)
+            return SysResult.Fail(Errno.EINVAL);
+        return FileRead(cpu, fd, offset, new byte[length]);
+    }
 
     /// <summary>sync(): every dirty page-cache page is written back and the I/O completed. Returns the pages written.</summary>
     public abstract long Sync(Cpu cpu);

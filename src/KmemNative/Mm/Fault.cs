@@ -50,7 +50,17 @@ internal sealed unsafe partial class MmSubsystem<TArch>
             }
             if (AccessError(err, VmFlagsOf(vma)))
                 return BadArea(mm, cpu, addr, err, SiCode.SEGV_ACCERR, user);
-            int ret = HandleMmFault(cpu, mm, vma, addr, (err & (uint)PfErrorCode.Write) != 0);
+            int ret;
+            mm.FaultAddress = addr & ~(PageSize.Bytes - 1);
+            mm.FaultThread = Thread.CurrentThread;
+            try
+            {
+                ret = HandleMmFault(cpu, mm, vma, addr, (err & (uint)PfErrorCode.Write) != 0);
+            }
+            finally
+            {
+                mm.FaultThread = null;
+            }
             if ((ret & VmFaultError) != 0)
             {
                 var sig = (ret & VmFaultOom) != 0

@@ -43,6 +43,12 @@ internal sealed unsafe class MmState<TArch> where TArch : struct, IArch
     /// </summary>
     public volatile bool OomVictim;
 
+    /// <summary>The thread handling a page fault of this mm right now (it holds mmap_lock), or null.</summary>
+    public volatile Thread? FaultThread;
+
+    /// <summary>The page-aligned address of that fault: reclaim leaves its PTE alone.</summary>
+    public ulong FaultAddress;
+
     /// <summary>The signal the last failed fault raised (what a SIGSEGV handler would see in its siginfo).</summary>
     public SigInfo? LastSignal;
 

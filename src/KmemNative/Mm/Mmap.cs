@@ -418,6 +418,10 @@ internal sealed unsafe partial class MmSubsystem<TArch>
                         Lru?.MarkAccessed(cpu, pfn);
                 }
                 PageRemoveRmap(pfn, isAnon);
+                // free_pages_and_swap_cache() → free_swap_cache(): a swap-cache page nobody maps any more loses
+                // its swap-cache copy (and the slot, once no swap PTE names it) instead of lingering until reclaim.
+                if (isAnon && Swap is { } swap && Mapcount(pfn) <= 0 && MemMap<TArch>.TestFlag(Desc(pfn), PageFlag.OwnerPriv1))
+                    swap.TryFreeSwap(cpu, pfn);
                 PutPageRef(cpu, pfn);
             }
         }

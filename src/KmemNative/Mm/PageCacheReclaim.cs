@@ -140,7 +140,7 @@ internal sealed unsafe partial class MmSubsystem<TArch>
         bool ok = true;
         bool walked = RmapWalkTry(pfn, (mm, vma, address, pte) =>
         {
-            if (!mm.Lock.TryEnter())
+            if (!TryLockForReclaim(mm, address, out bool taken))
             {
                 ok = false;
                 return false;
@@ -157,7 +157,8 @@ internal sealed unsafe partial class MmSubsystem<TArch>
             }
             finally
             {
-                mm.Lock.Exit();
+                if (taken)
+                    mm.Lock.Exit();
             }
         });
         return walked && ok;

@@ -26,6 +26,20 @@ internal sealed unsafe partial class MmSubsystem<TArch>
     }
 
     /// <summary>
+    /// Reclaim's access to an mm found through the reverse map: its mmap_lock if free (<paramref name="taken"/>);
+    /// or, without it, the mm whose page fault this very thread is handling (the fault allocates, the allocation
+    /// reclaims): in the kernel rmap needs no mmap_lock, so the faulting task's other pages are reclaimable too. The
+    /// PTE being faulted is left alone (the kernel's fault re-checks it with pte_same() and retries).
+    /// </summary>
+    private static bool TryLockForReclaim(MmState<TArch> mm, ulong address, out bool taken)
+    {
+        taken = mm.Lock.TryEnter();
+        if (taken)
+            return true;
+        return ReferenceEquals(mm.FaultThread, Thread.CurrentThread) && (address & ~(PageSize.Bytes - 1)) != mm.FaultAddress;
+    }
+
+    /// <summary>
     /// folio_referenced(): the number of PTEs mapping the page that had Accessed set (test-and-cleared with a TLB
     /// flush), the union of those VMAs' flags (VM_LOCKED wherever a VM_LOCKED VMA maps it), or -1 when the walk
     /// could not take a lock it needed (the caller keeps the page, as for rmap contention).
@@ -40,7 +54,7 @@ internal sealed unsafe partial class MmSubsystem<TArch>
         VmFlags flags = 0;
         bool walked = RmapWalkTry(pfn, (mm, vma, address, pte) =>
         {
-            if (!mm.Lock.TryEnter())
+            if (!TryLockForReclaim(mm, address, out bool taken))
             {
                 contended = true;
                 return true;
@@ -66,7 +80,8 @@ internal sealed unsafe partial class MmSubsystem<TArch>
             }
             finally
             {
-                mm.Lock.Exit();
+                if (taken)
+                    mm.Lock.Exit();
             }
         });
         vmFlags = flags;
@@ -89,7 +104,7 @@ internal sealed unsafe partial class MmSubsystem<TArch>
         var swap = Swap;
         RmapWalkTry(pfn, (mm, vma, address, pte) =>
         {
-            if (!mm.Lock.TryEnter())
+            if (!TryLockForReclaim(mm, address, out bool taken))
                 return true;
             try
             {
@@ -132,7 +147,8 @@ internal sealed unsafe partial class MmSubsystem<TArch>
             }
             finally
             {
-                mm.Lock.Exit();
+                if (taken)
+                    mm.Lock.Exit();
             }
         });
         return Mapcount(pfn) <= 0;

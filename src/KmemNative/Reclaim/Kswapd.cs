@@ -196,33 +196,35 @@ internal sealed unsafe partial class ReclaimSubsystem<TArch>
         _kswapdWake = null;
     }
 
-    /// <summary>kswapd(): sleep until woken, then balance on a CPU no other thread holds.</summary>
+    /// <summary>
+    /// kswapd(): sleep until woken, then balance on a CPU no other thread holds. While every CPU is held the
+    /// wakeup stays pending and the thread keeps looking for one (a step may also take it).
+    /// </summary>
     private void KswapdMain()
     {
         var wake = _kswapdWake!;
-        while (true)
+        while (!_kswapdStop)
         {
-            wake.Wait();
+            if (!_kswapdPending)
+                wake.Wait(50);
             if (_kswapdStop)
                 return;
+            if (!_kswapdPending)
+                continue;
             Cpu? cpu = null;
-            for (int attempt = 0; attempt < 100 && cpu is null && !_kswapdStop; attempt++)
+            foreach (var c in _m.Cpus)
             {
-                foreach (var c in _m.Cpus)
+                if (_m.TryClaimCpu(c, out bool mine) && !mine)
                 {
-                    if (_m.TryClaimCpu(c, out bool mine))
-                    {
-                        if (mine)
-                            continue;
-                        cpu = c;
-                        break;
-                    }
+                    cpu = c;
+                    break;
                 }
-                if (cpu is null)
-                    Thread.Sleep(1);
             }
             if (cpu is null)
-                continue;   // every CPU is busy: the wakeup stays pending for the next step or wakeup
+            {
+                Thread.Sleep(1);
+                continue;
+            }
             string comm = cpu.Comm;
             int pid = cpu.Pid;
             try

@@ -165,4 +165,69 @@ public class GfpPressureTests
         Assert.True(Events(m, VmEvent.PgstealDirect) > 0);
         m.CheckConsistency();
     }
+    [Theory]
+    [MemberData(nameof(Machines.Arches), MemberType = typeof(Machines))]
+    public void Gfp_kernel_inside_memalloc_noio_save_behaves_as_gfp_noio(ArchKind arch)
+    {
+        using var s = PressureState.Build(arch);
+        var m = s.M;
+        uint cookie = s.Cpu.MemallocNoioSave();
+        var page = m.AllocPages(s.Cpu, Gfp.Kernel, 0);
+        s.Cpu.MemallocNoioRestore(cookie);
+        Assert.Null(page);
+        Assert.Equal(1024, m.NodeState(NodeStat.NrDirty));
+        Assert.Equal(0, Events(m, VmEvent.OomKill));
+        // The report shows the flags the allocation ran with: the scope took __GFP_IO and __GFP_FS away.
+        Assert.Contains("mode:0xc00(GFP_NOIO)", m.LastAllocFailureReport);
+        // Out of the scope the same request succeeds.
+        Assert.NotNull(m.AllocPages(s.Cpu, Gfp.Kernel, 0));
+    }
+
+    [Fact]
+    public void Gfp_kernel_inside_memalloc_nofs_save_leaves_the_fs_shrinker_alone()
+    {
+        using var s = PressureState.Build(ArchKind.X86_64);
+        var m = s.M;
+        uint cookie = s.Cpu.MemallocNofsSave();
+        var page = m.AllocPages(s.Cpu, Gfp.Kernel, 0);
+        s.Cpu.MemallocNofsRestore(cookie);
+        Assert.NotNull(page);
+        Assert.Equal((PressureState.Dentries, 0), Dcache(s));
+        Assert.Equal(1024, m.NodeState(NodeStat.NrDirty));
+        Assert.True(m.DriverPoolCount < PressureState.PoolObjects);
+    }
+
+    [Fact]
+    public void Memalloc_reaches_below_the_watermarks_unless_nomemalloc()
+    {
+        using var s = PressureState.Build(ArchKind.X86_64);
+        var m = s.M;
+        // ALLOC_NO_WATERMARKS: a request that helps free memory may take the last pages.
+        Assert.Null(m.AllocPages(s.Cpu, Gfp.NoWait | Gfp.Memalloc | Gfp.NoMemalloc, 0));
+        Assert.NotNull(m.AllocPages(s.Cpu, Gfp.NoWait | Gfp.Memalloc, 0));
+        Assert.Equal(0, Events(m, VmEvent.PgscanDirect));
+    }
+
+    [Fact]
+    public void The_fs_shrinker_frees_dentries_and_inodes_only_with_gfp_fs()
+    {
+        using var m = Machines.X64(64, cpus: 1);
+        var cpu = m.GetCpu(0);
+        Assert.Equal(3000, m.DcacheFill(cpu, 3000));
+        m.DcacheTouch(100);
+        long sreclaimable = m.NodeState(NodeStat.NrSlabReclaimable);
+        for (int i = 0; i < 5; i++)
+            m.TryToFreePages(cpu, Gfp.NoFs);
+        Assert.Equal((3000, 0), m.DcacheUnused);
+        for (int i = 0; i < 5; i++)
+            m.TryToFreePages(cpu, Gfp.Kernel);
+        var (dentries, inodes) = m.DcacheUnused;
+        Assert.True(dentries < 3000);
+        Assert.True(dentries >= 100);       // the referenced ones got another round
+        Assert.True(inodes < 3000 - dentries);  // inodes whose dentries died were pruned too
+        Assert.True(m.NodeState(NodeStat.NrSlabReclaimable) < sreclaimable);
+        Assert.True(m.Shrinkers.Single(x => x.Name == "sb-ext4").Freed > 0);
+        Assert.True(Events(m, VmEvent.SlabsScanned) > 0);
+        m.CheckConsistency();
+    }
 }

@@ -189,6 +189,19 @@ public class OomTests
     }
 
     [Fact]
+    public void Nofail_without_direct_reclaim_warns_and_fails()
+    {
+        using var s = Build(ArchKind.X86_64);
+        var m = s.M;
+        // "All existing users of the __GFP_NOFAIL are blockable": a non-blocking one cannot loop, so it fails.
+        Assert.Null(m.AllocPages(s.Cpu, Gfp.NoWait | Gfp.NoFail, 0));
+        Assert.Contains(m.Log.Lines, l => l.StartsWith("WARNING: CPU: 0 PID: 0 at ", StringComparison.Ordinal) &&
+                                          l.Contains("__GFP_NOFAIL without __GFP_DIRECT_RECLAIM", StringComparison.Ordinal));
+        Assert.Equal(0, Events(m, VmEvent.OomKill));
+        Assert.Equal(0, Events(m, VmEvent.PgscanDirect));
+    }
+
+    [Fact]
     public void A_victim_killed_in_its_own_fault_dies_when_the_access_returns()
     {
         using var m = Machines.X64(64, cpus: 1);
