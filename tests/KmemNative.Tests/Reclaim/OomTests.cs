@@ -202,6 +202,32 @@ public class OomTests
     }
 
     [Fact]
+    public void Nofail_with_no_victim_dips_into_the_reserves_and_finally_reports_the_deadlock()
+    {
+        using var s = Build(ArchKind.X86_64, (m, small, big, mid) =>
+        {
+            foreach (var p in new[] { small, big, mid })
+                m.SetOomScoreAdj(p.Pid, -1000);
+        });
+        var m = s.M;
+        long reports = m.AllocFailureReportCount;
+        // No victim: __alloc_pages_may_oom() warns once and lets __GFP_NOFAIL ignore the watermarks.
+        Assert.NotNull(m.AllocPages(s.Cpu, Gfp.Kernel | Gfp.NoFail, 0));
+        Assert.Contains(m.Log.Lines, l => l.StartsWith("WARNING:", StringComparison.Ordinal) && l.Contains("without an OOM kill", StringComparison.Ordinal));
+        Assert.Equal(0, Events(m, VmEvent.OomKill));
+        // When even the reserves are gone the kernel would loop forever; the emulator says so.
+        var e = Assert.Throws<AllocationDeadlockException>(() =>
+        {
+            for (int i = 0; i < 100_000; i++)
+                m.AllocPages(s.Cpu, Gfp.Kernel | Gfp.NoFail, 0);
+        });
+        Assert.Contains("__GFP_NOFAIL", e.Message);
+        Assert.Equal(3, m.Processes.Count);
+        Assert.Equal(reports, m.AllocFailureReportCount);   // NOFAIL never reports a failure: it does not fail
+        m.CheckConsistency();
+    }
+
+    [Fact]
     public void A_victim_killed_in_its_own_fault_dies_when_the_access_returns()
     {
         using var m = Machines.X64(64, cpus: 1);
