@@ -73,6 +73,25 @@ public class GfpPressureTests
 
     [Theory]
     [MemberData(nameof(Machines.Arches), MemberType = typeof(Machines))]
+    public void Gfp_nofs_without_the_driver_pool_succeeds_by_swapping_out(ArchKind arch)
+    {
+        using var s = PressureState.Build(arch, withPool: false);
+        var m = s.M;
+        var page = m.AllocPages(s.Cpu, Gfp.NoFs, 0);
+        Assert.NotNull(page);
+        // Writeback that is not the file system's: anonymous pages written to swap (block I/O, __GFP_IO allowed).
+        Assert.True(Events(m, VmEvent.Pswpout) > 0);
+        Assert.True(Events(m, VmEvent.PgstealAnon) > 0);
+        Assert.Equal(0, Events(m, VmEvent.PgstealFile));
+        Assert.True(s.Hog.Mm.SwapEnts > 0);
+        Assert.Equal(1024, m.NodeState(NodeStat.NrDirty));
+        Assert.Equal((PressureState.Dentries, 0), Dcache(s));
+        s.Hog.Validate();
+        m.CheckConsistency();
+    }
+
+    [Theory]
+    [MemberData(nameof(Machines.Arches), MemberType = typeof(Machines))]
     public void Gfp_noio_cannot_reclaim_dirty_pages_and_fails_without_oom(ArchKind arch)
     {
         using var s = PressureState.Build(arch);
