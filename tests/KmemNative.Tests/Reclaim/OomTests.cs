@@ -145,6 +145,20 @@ public class OomTests
     }
 
     [Fact]
+    public void A_failing_kmalloc_prints_the_page_allocation_failure_of_its_slab()
+    {
+        using var s = Build(ArchKind.X86_64);
+        var m = s.M;
+        long before = m.AllocFailureReportCount;
+        Assert.Equal(0UL, m.Kmalloc(s.Cpu, 8192, Gfp.Kernel | Gfp.NoRetry));
+        Assert.Equal(before + 1, m.AllocFailureReportCount);
+        // The slab's fallback attempt at its minimum order carries the caller's flags (the first, at the preferred
+        // order, was __GFP_NOWARN).
+        Assert.Matches(@"^allocator: page allocation failure: order:\d, mode:0x[0-9a-f]+\(GFP_KERNEL\|__GFP_NORETRY[^)]*\), nodemask=\(null\)\nMem-Info:", m.LastAllocFailureReport);
+        Assert.Equal(0, Events(m, VmEvent.OomKill));
+    }
+
+    [Fact]
     public void Nowarn_silences_the_failure_report()
     {
         using var s = Build(ArchKind.X86_64);
