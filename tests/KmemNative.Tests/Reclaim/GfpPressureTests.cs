@@ -249,4 +249,29 @@ public class GfpPressureTests
         Assert.True(Events(m, VmEvent.SlabsScanned) > 0);
         m.CheckConsistency();
     }
+    [Theory]
+    [MemberData(nameof(Machines.Arches), MemberType = typeof(Machines))]
+    public void Retry_mayfail_succeeds_while_reclaim_makes_progress(ArchKind arch)
+    {
+        using var s = PressureState.Build(arch);
+        Assert.NotNull(s.M.AllocPages(s.Cpu, Gfp.Kernel | Gfp.RetryMayFail, 0));
+        Assert.True(Events(s.M, VmEvent.PgstealDirect) > 0);
+        Assert.Equal(0, Events(s.M, VmEvent.OomKill));
+    }
+
+    [Theory]
+    [MemberData(nameof(Machines.Arches), MemberType = typeof(Machines))]
+    public void Noretry_succeeds_when_one_reclaim_invocation_is_enough(ArchKind arch)
+    {
+        using var s = PressureState.Build(arch);
+        var m = s.M;
+        var page = m.AllocPages(s.Cpu, Gfp.Kernel | Gfp.NoRetry, 0);
+        // One try_to_free_pages() (allocstall counts direct-reclaim invocations): its priority loop woke the flusher,
+        // ran it and freed the written pages within the one call. Where one call is not enough NORETRY fails
+        // (OomTests.Noretry_retry_mayfail_and_costly_orders_fail_without_oom).
+        long stalls = Enumerable.Range(0, 6).Sum(i => Events(m, VmEvent.AllocstallDma + i));
+        Assert.Equal(1, stalls);
+        Assert.NotNull(page);
+        Assert.Equal(0, Events(m, VmEvent.OomKill));
+    }
 }
