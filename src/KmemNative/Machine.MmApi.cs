@@ -31,7 +31,11 @@ public abstract partial class Machine
     /// <summary>close(): the descriptor goes; the file lives while mappings hold it, then its page cache is dropped.</summary>
     public abstract SysResult FileClose(Cpu cpu, int fd);
 
-    /// <summary>pread(): the file's bytes as its page cache (or the disk where not cached) holds them.</summary>
+    /// <summary>
+    /// pread() (filemap_read()): the file's bytes through its page cache; pages not cached are read in first (a
+    /// GFP_HIGHUSER_MOVABLE allocation, which may reclaim), and each page read is marked accessed (a second read
+    /// moves it to the active list). ENOMEM when a page cannot be allocated.
+    /// </summary>
     public abstract SysResult FileRead(Cpu cpu, int fd, ulong offset, Span<byte> buffer);
 
     /// <summary>The file objects (open descriptors, program files, shmem objects).</summary>

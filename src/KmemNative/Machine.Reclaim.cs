@@ -115,6 +115,9 @@ public sealed unsafe partial class Machine<TArch>
     public override string? LastAllocFailureReport => Reclaim.LastAllocFailureReport;
 
     /// <inheritdoc/>
+    public override long AllocFailureReportCount => Reclaim.AllocFailureReports;
+
+    /// <inheritdoc/>
     public override string? LastOomReport => Reclaim.LastOomReport;
 
     /// <inheritdoc/>

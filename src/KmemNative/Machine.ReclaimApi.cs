@@ -145,6 +145,9 @@ public abstract partial class Machine
     /// </summary>
     public abstract string? LastAllocFailureReport { get; }
 
+    /// <summary>How many allocation-failure reports were printed (compare before and after a call to tell whether it produced one).</summary>
+    public abstract long AllocFailureReportCount { get; }
+
     /// <summary>The last OOM killer report (from "invoked oom-killer" to the kill or "no killable processes"), or null.</summary>
     public abstract string? LastOomReport { get; }
 

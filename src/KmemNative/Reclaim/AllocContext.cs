@@ -52,7 +52,8 @@ internal static class AllocContext
 
     /// <summary>
     /// __might_resched()'s report (CONFIG_DEBUG_ATOMIC_SLEEP, PREEMPT_RCU): the site, the context, preempt_count
-    /// against the expected 0 and the RCU nesting depth; then add_taint(TAINT_WARN).
+    /// against the expected 0, the RCU nesting depth and (lockdep) the locks held; then add_taint(TAINT_WARN).
+    /// No stack dump.
     /// </summary>
     public static void ReportMightSleep(Cpu cpu, string site)
     {
@@ -63,6 +64,14 @@ internal static class AllocContext
             $"in_atomic(): {(cpu.InAtomic ? 1 : 0)}, irqs_disabled(): {(cpu.IrqsDisabled ? 1 : 0)}, non_block: 0, pid: {cpu.Pid}, name: {cpu.Comm}"));
         log.Err(string.Create(CultureInfo.InvariantCulture, $"preempt_count: {cpu.PreemptCount:x}, expected: 0"));
         log.Err("RCU nest depth: 0, expected: 0");
+        // debug_show_held_locks() (lockdep): the spinlocks this CPU's task holds, outermost first.
+        var locks = cpu.HeldLocks;
+        if (locks.Count > 0)
+        {
+            log.Err(string.Create(CultureInfo.InvariantCulture, $"{locks.Count} lock{(locks.Count == 1 ? "" : "s")} held by {cpu.Comm}/{cpu.Pid}:"));
+            for (int i = 0; i < locks.Count; i++)
+                log.Err(string.Create(CultureInfo.InvariantCulture, $" #{i}: ({locks[i]})"));
+        }
         m.AddTaint(Machine.TaintWarn);
     }
 }

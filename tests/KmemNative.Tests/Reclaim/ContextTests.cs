@@ -78,6 +78,9 @@ public class ContextTests
         // kmalloc() reports once (not again for the slab page it may allocate underneath).
         Assert.Equal(2, Bugs(m));
         Assert.StartsWith("in_atomic(): 1, irqs_disabled(): 0,", lines[0]);
+        int held = m.Log.Lines.ToList().IndexOf($"1 lock held by {cpu.Comm}/{cpu.Pid}:");
+        Assert.True(held > 0);
+        Assert.Equal(" #0: (zone->lock)", m.Log.Lines[held + 1]);
         Assert.StartsWith("in_atomic(): 0, irqs_disabled(): 1,", lines[1]);
         Assert.Empty(cpu.HeldLocks);
         m.Kfree(cpu, obj);

@@ -73,6 +73,25 @@ public class GfpPressureTests
 
     [Theory]
     [MemberData(nameof(Machines.Arches), MemberType = typeof(Machines))]
+    public void Gfp_nofs_without_the_driver_pool_succeeds_by_swapping_out(ArchKind arch)
+    {
+        using var s = PressureState.Build(arch, withPool: false);
+        var m = s.M;
+        var page = m.AllocPages(s.Cpu, Gfp.NoFs, 0);
+        Assert.NotNull(page);
+        // Writeback that is not the file system's: anonymous pages written to swap (block I/O, __GFP_IO allowed).
+        Assert.True(Events(m, VmEvent.Pswpout) > 0);
+        Assert.True(Events(m, VmEvent.PgstealAnon) > 0);
+        Assert.Equal(0, Events(m, VmEvent.PgstealFile));
+        Assert.True(s.Hog.Mm.SwapEnts > 0);
+        Assert.Equal(1024, m.NodeState(NodeStat.NrDirty));
+        Assert.Equal((PressureState.Dentries, 0), Dcache(s));
+        s.Hog.Validate();
+        m.CheckConsistency();
+    }
+
+    [Theory]
+    [MemberData(nameof(Machines.Arches), MemberType = typeof(Machines))]
     public void Gfp_noio_cannot_reclaim_dirty_pages_and_fails_without_oom(ArchKind arch)
     {
         using var s = PressureState.Build(arch);
@@ -229,5 +248,30 @@ public class GfpPressureTests
         Assert.True(m.Shrinkers.Single(x => x.Name == "sb-ext4").Freed > 0);
         Assert.True(Events(m, VmEvent.SlabsScanned) > 0);
         m.CheckConsistency();
+    }
+    [Theory]
+    [MemberData(nameof(Machines.Arches), MemberType = typeof(Machines))]
+    public void Retry_mayfail_succeeds_while_reclaim_makes_progress(ArchKind arch)
+    {
+        using var s = PressureState.Build(arch);
+        Assert.NotNull(s.M.AllocPages(s.Cpu, Gfp.Kernel | Gfp.RetryMayFail, 0));
+        Assert.True(Events(s.M, VmEvent.PgstealDirect) > 0);
+        Assert.Equal(0, Events(s.M, VmEvent.OomKill));
+    }
+
+    [Theory]
+    [MemberData(nameof(Machines.Arches), MemberType = typeof(Machines))]
+    public void Noretry_succeeds_when_one_reclaim_invocation_is_enough(ArchKind arch)
+    {
+        using var s = PressureState.Build(arch);
+        var m = s.M;
+        var page = m.AllocPages(s.Cpu, Gfp.Kernel | Gfp.NoRetry, 0);
+        // One try_to_free_pages() (allocstall counts direct-reclaim invocations): its priority loop woke the flusher,
+        // ran it and freed the written pages within the one call. Where one call is not enough NORETRY fails
+        // (OomTests.Noretry_retry_mayfail_and_costly_orders_fail_without_oom).
+        long stalls = Enumerable.Range(0, 6).Sum(i => Events(m, VmEvent.AllocstallDma + i));
+        Assert.Equal(1, stalls);
+        Assert.NotNull(page);
+        Assert.Equal(0, Events(m, VmEvent.OomKill));
     }
 }

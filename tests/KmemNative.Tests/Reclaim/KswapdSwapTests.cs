@@ -102,6 +102,17 @@ public class KswapdSwapTests
         m.CheckConsistency();
     }
 
+    [Fact]
+    public void Disposing_the_machine_stops_the_kswapd_thread_first()
+    {
+        var m = Machines.X64(32, cpus: 2);
+        m.KswapdThread = true;
+        Assert.True(m.KswapdThread);
+        m.Dispose();    // joins the thread before the arena is freed (it would otherwise touch freed memory)
+        Assert.False(m.KswapdThread);
+        Assert.Throws<ObjectDisposedException>(() => m.KswapdThread = true);
+    }
+
     [Theory]
     [MemberData(nameof(Machines.Arches), MemberType = typeof(Machines))]
     public void Kswapd_thread_on_a_second_cpu_reclaims_by_itself(ArchKind arch)

@@ -145,6 +145,20 @@ public class OomTests
     }
 
     [Fact]
+    public void A_failing_kmalloc_prints_the_page_allocation_failure_of_its_slab()
+    {
+        using var s = Build(ArchKind.X86_64);
+        var m = s.M;
+        long before = m.AllocFailureReportCount;
+        Assert.Equal(0UL, m.Kmalloc(s.Cpu, 8192, Gfp.Kernel | Gfp.NoRetry));
+        Assert.Equal(before + 1, m.AllocFailureReportCount);
+        // The slab's fallback attempt at its minimum order carries the caller's flags (the first, at the preferred
+        // order, was __GFP_NOWARN).
+        Assert.Matches(@"^allocator: page allocation failure: order:\d, mode:0x[0-9a-f]+\(GFP_KERNEL\|__GFP_NORETRY[^)]*\), nodemask=\(null\)\nMem-Info:", m.LastAllocFailureReport);
+        Assert.Equal(0, Events(m, VmEvent.OomKill));
+    }
+
+    [Fact]
     public void Nowarn_silences_the_failure_report()
     {
         using var s = Build(ArchKind.X86_64);
@@ -199,6 +213,32 @@ public class OomTests
                                           l.Contains("__GFP_NOFAIL without __GFP_DIRECT_RECLAIM", StringComparison.Ordinal));
         Assert.Equal(0, Events(m, VmEvent.OomKill));
         Assert.Equal(0, Events(m, VmEvent.PgscanDirect));
+    }
+
+    [Fact]
+    public void Nofail_with_no_victim_dips_into_the_reserves_and_finally_reports_the_deadlock()
+    {
+        using var s = Build(ArchKind.X86_64, (m, small, big, mid) =>
+        {
+            foreach (var p in new[] { small, big, mid })
+                m.SetOomScoreAdj(p.Pid, -1000);
+        });
+        var m = s.M;
+        long reports = m.AllocFailureReportCount;
+        // No victim: __alloc_pages_may_oom() warns once and lets __GFP_NOFAIL ignore the watermarks.
+        Assert.NotNull(m.AllocPages(s.Cpu, Gfp.Kernel | Gfp.NoFail, 0));
+        Assert.Contains(m.Log.Lines, l => l.StartsWith("WARNING:", StringComparison.Ordinal) && l.Contains("without an OOM kill", StringComparison.Ordinal));
+        Assert.Equal(0, Events(m, VmEvent.OomKill));
+        // When even the reserves are gone the kernel would loop forever; the emulator says so.
+        var e = Assert.Throws<AllocationDeadlockException>(() =>
+        {
+            for (int i = 0; i < 100_000; i++)
+                m.AllocPages(s.Cpu, Gfp.Kernel | Gfp.NoFail, 0);
+        });
+        Assert.Contains("__GFP_NOFAIL", e.Message);
+        Assert.Equal(3, m.Processes.Count);
+        Assert.Equal(reports, m.AllocFailureReportCount);   // NOFAIL never reports a failure: it does not fail
+        m.CheckConsistency();
     }
 
     [Fact]

@@ -21,6 +21,11 @@ public class ReclaimConcurrencyTests
         m.ReleaseCpu(setup);
         m.KswapdThread = true;
         var errors = new List<Exception>();
+        string workerLog = "";
+        // The worker's memory and the file's page cache must overlap (together they exceed RAM): the writer starts
+        // once the worker has faulted its memory in, and the worker exits only after the writer is done.
+        using var workerReady = new ManualResetEventSlim();
+        using var writerDone = new ManualResetEventSlim();
         var threads = new List<Thread>();
         for (int t = 0; t < 2; t++)
         {
@@ -38,6 +43,8 @@ public class ReclaimConcurrencyTests
                         for (int round = 0; round < 3; round++)
                         {
                             var r = p.Touch(cpu, a, 44 << 20, MemoryAccess.Write, (byte)(round + 1));
+                            workerLog += $" round {round}: {r.Pages} pages {r.Signal}";
+                            workerReady.Set();
                             if (!r.IsOk)
                                 break;
                             var b = new byte[4096];
@@ -49,11 +56,14 @@ public class ReclaimConcurrencyTests
                                 Assert.Equal((byte)(round + 1), b[0]);    // Touch writes one byte per page
                             }
                         }
+                        workerReady.Set();
+                        writerDone.Wait();
                         if (p.IsAlive)
                             p.Exit(cpu);
                     }
                     else
                     {
+                        workerReady.Wait();
                         var buf = new byte[64 << 10];
                         for (int round = 0; round < 6; round++)
                         {
@@ -78,6 +88,12 @@ public class ReclaimConcurrencyTests
                 {
                     lock (errors)
                         errors.Add(e);
+                    workerReady.Set();
+                }
+                finally
+                {
+                    if (id == 1)
+                        writerDone.Set();
                 }
             }));
         }
@@ -90,7 +106,7 @@ public class ReclaimConcurrencyTests
         m.CheckConsistency();
         // There was pressure: pages were reclaimed (by kswapd or directly).
         long E(VmEvent e) => m.Cpus.Sum(c => c.Event(e));
-        string info = $"kswapd {E(VmEvent.PgstealKswapd)} direct {E(VmEvent.PgstealDirect)} scan {E(VmEvent.PgscanDirect)}/{E(VmEvent.PgscanKswapd)} pswpout {E(VmEvent.Pswpout)} oom {E(VmEvent.OomKill)} wakeups {m.KswapdWakeups} runs {E(VmEvent.Pageoutrun)} free {m.Zones.Sum(z => z.FreePages)} log {string.Join(" | ", m.Log.Lines.TakeLast(3))}";
+        string info = $"kswapd {E(VmEvent.PgstealKswapd)} direct {E(VmEvent.PgstealDirect)} scan {E(VmEvent.PgscanDirect)}/{E(VmEvent.PgscanKswapd)} pswpout {E(VmEvent.Pswpout)} oom {E(VmEvent.OomKill)} wakeups {m.KswapdWakeups} runs {E(VmEvent.Pageoutrun)} free {m.Zones.Sum(z => z.FreePages)} worker{workerLog} log {string.Join(" | ", m.Log.Lines.TakeLast(3))}";
         Assert.True(m.Cpus.Sum(c => c.Event(VmEvent.PgstealKswapd) + c.Event(VmEvent.PgstealDirect)) > 0, info);
     }
 }

@@ -31,7 +31,7 @@ internal sealed class PressureState : IDisposable
     public const int Dentries = 1500;
     public const int PoolObjects = 600;
 
-    public static PressureState Build(ArchKind arch)
+    public static PressureState Build(ArchKind arch, bool withPool = true)
     {
         var m = Machines.Boot(arch, 64, cpus: 1);
         var cpu = m.GetCpu(0);
@@ -45,7 +45,8 @@ internal sealed class PressureState : IDisposable
             data[i] = (byte)(i * 7 + 3);
         Assert.Equal(FileBytes, m.FileWrite(cpu, fd, 0, data).Unwrap());
         Assert.Equal(Dentries, m.DcacheFill(cpu, Dentries));
-        Assert.Equal(PoolObjects, m.DriverPoolFill(cpu, PoolObjects));
+        if (withPool)
+            Assert.Equal(PoolObjects, m.DriverPoolFill(cpu, PoolObjects));
         m.LruAddDrain(cpu);
         // Pin everything else: unmovable kernel pages taken without reclaim until the min watermark stops them.
         var pinned = new List<ulong>();
