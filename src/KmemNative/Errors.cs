@@ -88,3 +88,19 @@ internal static class ThrowHelper
     public static void ThrowForeignPage() =>
         throw new KmemException("the page handle belongs to another machine");
 }
+
+/// <summary>
+/// A __GFP_NOFAIL allocation that can never be satisfied: nothing is reclaimable and the OOM killer has no victim.
+/// The kernel would loop forever; the emulator, which has nobody else to free memory, stops with this instead.
+/// </summary>
+public sealed class AllocationDeadlockException(string message) : KmemException(message);
+
+/// <summary>
+/// A blocking allocation (__GFP_DIRECT_RECLAIM) in atomic context on a machine with
+/// <see cref="Machine.StrictMightSleep"/>: the kernel's "BUG: sleeping function called from invalid context" report
+/// is in the log, and the allocation is refused with this exception instead of proceeding.
+/// </summary>
+public sealed class SleepInAtomicException(string message) : KmemException(message);
+
+/// <summary>An unbalanced or impossible context switch on a CPU (irq_exit() outside a handler, spin_unlock() of a lock not held...).</summary>
+public sealed class ContextException(string message) : KmemException(message);

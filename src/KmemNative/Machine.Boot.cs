@@ -135,6 +135,7 @@ public sealed unsafe partial class Machine<TArch>
             LogI386Layout();
         PagingInitCpus();
         InitSlab();
+        InitReclaim();
     }
 
     private KernelImage PlaceKernelImage()

@@ -155,6 +155,7 @@ public sealed unsafe partial class Machine<TArch> : Machine where TArch : struct
         ThrowIfDisposed();
         var report = new ConsistencyChecker<TArch>(this).Run();
         _slab.CheckConsistency();
+        Reclaim.CheckConsistency();
         return report;
     }
 

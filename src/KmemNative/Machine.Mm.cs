@@ -9,6 +9,7 @@ namespace KmemNative;
 public sealed unsafe partial class Machine<TArch>
 {
     private MmSubsystem<TArch>? _mmSub;
+    private readonly Lock _mmSubLock = new();
 
     /// <summary>The process subsystem.</summary>
     internal MmSubsystem<TArch> MmSub
@@ -16,7 +17,18 @@ public sealed unsafe partial class Machine<TArch>
         get
         {
             ThrowIfDisposed();
-            return _mmSub ?? Interlocked.CompareExchange(ref _mmSub, new MmSubsystem<TArch>(this), null) ?? _mmSub!;
+            if (Volatile.Read(ref _mmSub) is { } s)
+                return s;
+            lock (_mmSubLock)
+            {
+                if (_mmSub is null)
+                {
+                    var created = new MmSubsystem<TArch>(this);
+                    Reclaim.AttachMm(created);
+                    Volatile.Write(ref _mmSub, created);
+                }
+                return _mmSub;
+            }
         }
     }
 
@@ -68,6 +80,8 @@ public sealed unsafe partial class Machine<TArch>
             "status" => s.Status(t),
             "statm" => MmSubsystem<TArch>.Statm(mm),
             "stat" => s.Stat(t),
+            "oom_score_adj" => string.Create(CultureInfo.InvariantCulture, $"{t.OomScoreAdj}\n"),
+            "oom_score" => string.Create(CultureInfo.InvariantCulture, $"{Reclaim.OomScore(pid)}\n"),
             _ => null,
         };
     }

@@ -31,7 +31,11 @@ public abstract partial class Machine
     /// <summary>close(): the descriptor goes; the file lives while mappings hold it, then its page cache is dropped.</summary>
     public abstract SysResult FileClose(Cpu cpu, int fd);
 
-    /// <summary>pread(): the file's bytes as its page cache (or the disk where not cached) holds them.</summary>
+    /// <summary>
+    /// pread() (filemap_read()): the file's bytes through its page cache; pages not cached are read in first (a
+    /// GFP_HIGHUSER_MOVABLE allocation, which may reclaim), and each page read is marked accessed (a second read
+    /// moves it to the active list). ENOMEM when a page cannot be allocated.
+    /// </summary>
     public abstract SysResult FileRead(Cpu cpu, int fd, ulong offset, Span<byte> buffer);
 
     /// <summary>The file objects (open descriptors, program files, shmem objects).</summary>
@@ -43,7 +47,7 @@ public abstract partial class Machine
     /// <summary>vm.mmap_min_addr (default 65536).</summary>
     public abstract ulong MmapMinAddr { get; set; }
 
-    /// <summary>A per-process /proc file (maps, smaps, smaps_rollup, status, statm, stat), or null when no such process or file.</summary>
+    /// <summary>A per-process /proc file (maps, smaps, smaps_rollup, status, statm, stat, oom_score, oom_score_adj), or null when no such process or file.</summary>
     public abstract string? ReadPidFile(int pid, string file);
 
     /// <summary>crash's ps: one line per process.</summary>

@@ -61,6 +61,8 @@ public sealed unsafe partial class Machine<TArch>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public override ulong KmemCacheAlloc(Cpu cpu, KmemCache s, Gfp gfp)
     {
+        if (cpu.AllocContext != 0)
+            return KmemCacheAllocInContext(cpu, s, gfp);
         ulong obj = SlabAllocator<TArch>.Alloc(cpu, s, gfp);
         if (Tracer is { } t)
             TraceKmemCacheAlloc(t, cpu, s, obj, gfp);
@@ -121,6 +123,8 @@ public sealed unsafe partial class Machine<TArch>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public override ulong Kmalloc(Cpu cpu, ulong size, Gfp gfp)
     {
+        if (cpu.AllocContext != 0)
+            return KmallocInContext(cpu, size, gfp);
         ulong obj = _slab.Kmalloc(cpu, size, gfp);
         if (Tracer is { } t)
             TraceKmalloc(t, cpu, obj, size, gfp);
@@ -311,5 +315,45 @@ public sealed unsafe partial class Machine<TArch>
     {
         ThrowIfDisposed();
         return _slab.CheckConsistency();
+    }
+
+    /// <summary>
+    /// slab_pre_alloc_hook()'s might_alloc() for a CPU in atomic context or a memalloc scope: the report (or, strict,
+    /// the refusal) once, then the allocation with no second report from the page allocator underneath.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private ulong KmemCacheAllocInContext(Cpu cpu, KmemCache s, Gfp gfp)
+    {
+        KmemNative.Reclaim.AllocContext.MightAlloc(cpu, cpu.CurrentGfpContext(gfp), "kmem_cache_alloc");
+        cpu.MightSleepReporting++;
+        try
+        {
+            ulong obj = SlabAllocator<TArch>.Alloc(cpu, s, gfp);
+            if (Tracer is { } t)
+                TraceKmemCacheAlloc(t, cpu, s, obj, gfp);
+            return obj;
+        }
+        finally
+        {
+            cpu.MightSleepReporting--;
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private ulong KmallocInContext(Cpu cpu, ulong size, Gfp gfp)
+    {
+        KmemNative.Reclaim.AllocContext.MightAlloc(cpu, cpu.CurrentGfpContext(gfp), "kmalloc");
+        cpu.MightSleepReporting++;
+        try
+        {
+            ulong obj = _slab.Kmalloc(cpu, size, gfp);
+            if (Tracer is { } t)
+                TraceKmalloc(t, cpu, obj, size, gfp);
+            return obj;
+        }
+        finally
+        {
+            cpu.MightSleepReporting--;
+        }
     }
 }

@@ -393,7 +393,12 @@ public abstract partial class Machine : IDisposable
     /// <summary>Reads a field of a CPU's <c>struct per_cpu_pages</c> for a zone ("count", "high", "batch", ...).</summary>
     public abstract int PcpField(Cpu cpu, Zone zone, string field);
 
-    /// <summary>Walks every free list and descriptor and checks that the allocator's structures agree and that pages are conserved.</summary>
+    /// <summary>
+    /// Walks every free list and descriptor and checks that the allocator's structures agree and that pages are
+    /// conserved; then the slab caches, and the reclaim structures: the LRU lists against PG_lru and the nr_*
+    /// counters, the pages under emulated I/O against nr_writeback, the swap map against the swap cache and the swap
+    /// PTEs of every process.
+    /// </summary>
     /// <exception cref="ConsistencyException">Something disagrees; the message lists what.</exception>
     public abstract ConsistencyReport CheckConsistency();
 
@@ -478,6 +483,11 @@ public abstract partial class Machine : IDisposable
             ThrowHelper.ThrowDisposed();
     }
 
+    /// <summary>Stops the machine's own host threads (kswapd) before its memory goes away.</summary>
+    private protected virtual void StopBackgroundThreads()
+    {
+    }
+
     /// <summary>Shuts the machine down and frees the arena. Idempotent.</summary>
     public void Dispose()
     {
@@ -485,6 +495,7 @@ public abstract partial class Machine : IDisposable
             return;
         _disposed = true;
         Diagnostics.KmemMetrics.Unregister(this);
+        StopBackgroundThreads();
         if (ReferenceEquals(t_machine, this))
         {
             t_machine = null;

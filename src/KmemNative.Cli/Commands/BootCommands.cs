@@ -12,10 +12,20 @@ internal sealed class BootCommands : ICommandModule
             return ctx => WriteLines(ctx.Out, ctx.BootMachine().Log.Lines);
         });
 
-        registry.Add("dmesg", "Print the kernel log: the boot messages and everything logged since", b =>
+        registry.Add("dmesg", "Print the kernel log: the boot messages and everything logged since (-c: then clear it; -C: only clear it)", b =>
         {
+            var readClear = b.Flag("-c", "--read-clear: print, then clear the log (the next dmesg starts after these lines)");
+            var clear = b.Flag("-C", "--clear: clear the log without printing it");
             b.UsesMachine();
-            return ctx => WriteLines(ctx.Out, ctx.Machine.Log.Lines);
+            return ctx =>
+            {
+                var log = ctx.Machine.Log;
+                int end = log.Count;
+                if (!ctx.GetValue(clear))
+                    WriteLines(ctx.Out, log.Since(ctx.Session.DmesgMark));
+                if (ctx.GetValue(clear) || ctx.GetValue(readClear))
+                    ctx.Session.DmesgMark = end;
+            };
         });
     }
 

@@ -18,6 +18,7 @@ internal static class CommandModules
         new PagingCommands(),
         new SlabCommands(),
         new MmCommands(),
+        new ReclaimCommands(),
         new ReplayCommands(),
         new MapCommands(),
         new ScriptCommands(),

@@ -349,18 +349,18 @@ internal sealed class MmCommands : ICommandModule
         ctx.Out.WriteLine(line);
     }
 
-    private static System.CommandLine.Argument<int> PidArg(CommandBuilder b) => b.Argument("PID", PidHelp, CliValues.ParseInt);
+    internal static System.CommandLine.Argument<int> PidArg(CommandBuilder b) => b.Argument("PID", PidHelp, CliValues.ParseInt);
 
-    private static Process GetProcess(CommandContext ctx, System.CommandLine.Argument<int> pid)
+    internal static Process GetProcess(CommandContext ctx, System.CommandLine.Argument<int> pid)
     {
         int id = ctx.GetValue(pid);
         return ctx.Machine.FindProcess(id) ?? throw new CommandFailedException($"no process {id} (-ESRCH)");
     }
 
-    private static System.CommandLine.Option<int> CpuOption(CommandBuilder b) =>
+    internal static System.CommandLine.Option<int> CpuOption(CommandBuilder b) =>
         b.Option("--cpu", "The CPU to run on [default: the session's CPU]", CliValues.ParseInt, "N", () => -1);
 
-    private static Cpu GetCpu(CommandContext ctx, System.CommandLine.Option<int> cpu)
+    internal static Cpu GetCpu(CommandContext ctx, System.CommandLine.Option<int> cpu)
     {
         var m = ctx.Machine;
         int id = ctx.GetValue(cpu);
@@ -389,7 +389,7 @@ internal sealed class MmCommands : ICommandModule
         }
     }
 
-    private static int ParseFd(string text)
+    internal static int ParseFd(string text)
     {
         if (text == "-1")
             return -1;
@@ -411,7 +411,7 @@ internal sealed class MmCommands : ICommandModule
     };
 
     /// <summary>A length: a number with an optional K/M/G suffix.</summary>
-    private static ulong ParseLength(string text)
+    internal static ulong ParseLength(string text)
     {
         try
         {

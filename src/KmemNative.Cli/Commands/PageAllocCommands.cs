@@ -1,3 +1,4 @@
+using KmemNative.PageAlloc;
 using KmemNative.PhysMem;
 
 namespace KmemNative.Cli.Commands;
@@ -24,6 +25,28 @@ internal sealed class PageAllocCommands : ICommandModule
                     ?? throw PageText.AllocationFailed("alloc_pages", ctx.GetValue(gfp), ctx.GetValue(order), machine, mark);
                 ctx.Out.WriteLine(PageText.Line(page, ctx.GetValue(order)));
                 ctx.SetResult(CliValues.Hex(page.DescriptorAddress));
+            };
+        }, CommandScope.Script);
+
+        registry.Add("alloc_pages_bulk", "alloc_pages_bulk(GFP, N): order-0 pages one by one until N or the first failure (the pages stay allocated); result: how many", b =>
+        {
+            var gfp = b.Argument("GFP", CliValues.GfpHelp, CliValues.ParseGfp);
+            var count = b.Argument("N", "How many pages at most", CliValues.ParseInt);
+            var cpu = MmCommands.CpuOption(b);
+            b.UsesMachine();
+            return ctx =>
+            {
+                var machine = ctx.Machine;
+                var c = MmCommands.GetCpu(ctx, cpu);
+                int n = ctx.GetValue(count);
+                if (n < 0)
+                    throw new UsageException($"alloc_pages_bulk: N {n} is negative", "alloc_pages_bulk");
+                // As the kernel's bulk allocator: stop at the first page the allocator refuses, without a second try.
+                int got = 0;
+                while (got < n && machine.AllocPages(c, ctx.GetValue(gfp), 0) is not null)
+                    got++;
+                ctx.Out.WriteLine($"alloc_pages_bulk({GfpFlags.Format(ctx.GetValue(gfp))}, {n}): {got} pages{(got < n ? " (then the allocator refused)" : "")}");
+                ctx.SetResult(got.ToString(System.Globalization.CultureInfo.InvariantCulture));
             };
         }, CommandScope.Script);
 

@@ -29,7 +29,12 @@ internal static class PageText
     public static CommandFailedException AllocationFailed(string call, Gfp gfp, int order, Machine machine, int logMark)
     {
         string message = $"{call}({GfpFlags.Format(gfp)}, {order}) failed";
-        var warning = machine.Log.Since(logMark).LastOrDefault(l => l.Contains("page allocation failure", StringComparison.Ordinal));
-        return new CommandFailedException(warning is null ? message : $"{message}: {warning}");
+        // warn_alloc()'s report: the failure line, then show_mem()'s Mem-Info lines after it.
+        var lines = machine.Log.Since(logMark);
+        int at = -1;
+        for (int i = lines.Count - 1; i >= 0 && at < 0; i--)
+            if (lines[i].Contains("page allocation failure", StringComparison.Ordinal))
+                at = i;
+        return new CommandFailedException(at < 0 ? message : $"{message}: {string.Join('\n', lines.Skip(at))}");
     }
 }

@@ -59,6 +59,9 @@ internal sealed class Session : IDisposable
     /// <summary>What the machine boots with when no command says otherwise.</summary>
     public MachineConfig Defaults { get; internal set; }
 
+    /// <summary>Where <c>dmesg</c> starts: the log lines before it were cleared by <c>dmesg -c</c>.</summary>
+    public int DmesgMark { get; set; }
+
     /// <summary>The booted machine, or null.</summary>
     public Machine? Machine => _machine;
 

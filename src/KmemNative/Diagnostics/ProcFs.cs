@@ -180,7 +180,7 @@ public sealed partial class ProcFs
                 sb.Append(Fmt($"\n              high_max: {_m.PcpField(cpu, z, "high_max")}"));
                 sb.Append(Fmt($"\n  vm stats threshold: {StatThreshold(z)}"));
             }
-            sb.Append("\n  node_unreclaimable:  0");
+            sb.Append(_m.NodeHopeless ? "\n  node_unreclaimable:  1" : "\n  node_unreclaimable:  0");
             sb.Append(Fmt($"\n  start_pfn:           {z.StartPfn}"));
             sb.Append('\n');
         }

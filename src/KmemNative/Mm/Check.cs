@@ -12,7 +12,7 @@ internal sealed unsafe partial class MmSubsystem<TArch>
     internal void ValidateProcess(MmState<TArch> mm)
     {
         ValidateMm(mm);
-        long anon = 0, file = 0, shmem = 0;
+        long anon = 0, file = 0, shmem = 0, swapents = 0;
         ulong prevEnd = 0;
         for (ulong v = FirstVma(mm); v != 0; v = VmNext(v))
         {
@@ -35,12 +35,15 @@ internal sealed unsafe partial class MmSubsystem<TArch>
                     continue;
                 }
                 ulong e = TArch.LoadPte(pte);
-                if ((e & (PteP | PteProtNone)) == 0 || (e & PteSpecial) != 0)
+                if (e != 0 && (e & (PteP | PteProtNone)) == 0)
                 {
-                    if (e != 0 && (e & PteSpecial) == 0)
-                        throw new MmCorruptException($"0x{va:x}: non-present entry 0x{e:x} (no swap exists)");
+                    // A swap entry: it must name a slot of a swap device that is still referenced.
+                    CheckSwapPte(va, e);
+                    swapents++;
                     continue;
                 }
+                if (e == 0 || (e & PteSpecial) != 0)
+                    continue;
                 ulong pfn = (e & TArch.PtePfnMask) >> PageSize.Shift;
                 if (pfn == ZeroPfn)
                     throw new MmCorruptException($"0x{va:x}: the zero page mapped without _PAGE_SPECIAL");
@@ -68,6 +71,8 @@ internal sealed unsafe partial class MmSubsystem<TArch>
         CheckNoPtes(mm, prevEnd, TArch.TaskSizeMax);
         if (anon != GetMmCounter(mm, MmCounter.AnonPages) || file != GetMmCounter(mm, MmCounter.FilePages) || shmem != GetMmCounter(mm, MmCounter.ShmemPages))
             throw new MmCorruptException($"rss_stat anon/file/shmem {GetMmCounter(mm, MmCounter.AnonPages)}/{GetMmCounter(mm, MmCounter.FilePages)}/{GetMmCounter(mm, MmCounter.ShmemPages)}, PTEs say {anon}/{file}/{shmem}");
+        if (swapents != GetMmCounter(mm, MmCounter.SwapEnts))
+            throw new MmCorruptException($"rss_stat MM_SWAPENTS {GetMmCounter(mm, MmCounter.SwapEnts)}, PTEs hold {swapents} swap entries");
         if (GetMmLong(mm.H, MmOff<TArch>.PgtablesBytes) != (ulong)Math.Max(0, mm.As.PageTablePages - 1) << PageSize.Shift)
             throw new MmCorruptException($"pgtables_bytes {GetMmLong(mm.H, MmOff<TArch>.PgtablesBytes)} but {mm.As.PageTablePages - 1} user tables");
     }

@@ -50,14 +50,25 @@ internal sealed unsafe partial class MmSubsystem<TArch>
             }
             if (AccessError(err, VmFlagsOf(vma)))
                 return BadArea(mm, cpu, addr, err, SiCode.SEGV_ACCERR, user);
-            int ret = HandleMmFault(cpu, mm, vma, addr, (err & (uint)PfErrorCode.Write) != 0);
+            int ret;
+            mm.FaultAddress = addr & ~(PageSize.Bytes - 1);
+            mm.FaultThread = Thread.CurrentThread;
+            try
+            {
+                ret = HandleMmFault(cpu, mm, vma, addr, (err & (uint)PfErrorCode.Write) != 0);
+            }
+            finally
+            {
+                mm.FaultThread = null;
+            }
             if ((ret & VmFaultError) != 0)
             {
                 var sig = (ret & VmFaultOom) != 0
                     ? new SigInfo(Signal.SIGKILL, SiCode.None, addr, err)
                     : new SigInfo(Signal.SIGBUS, SiCode.BUS_ADRERR, addr, err);
                 mm.LastSignal = sig;
-                if ((ret & VmFaultOom) != 0)
+                // pagefault_out_of_memory(): quiet when the task is already being killed.
+                if ((ret & VmFaultOom) != 0 && !mm.OomVictim)
                     _m.Log.Warn("Huh VM_FAULT_OOM leaked out to the #PF handler. Retrying PF");
                 return FaultResolution.Unhandled;
             }
@@ -135,7 +146,7 @@ internal sealed unsafe partial class MmSubsystem<TArch>
                 FlushPage(mm, cpu, addr);
                 return 0;
             }
-            return VmFaultSigbus; // swap entries do not exist before issue #6
+            return DoSwapPage(cpu, mm, vma, addr, write, pte, entry);
         }
         if (write && (entry & PteRw) == 0)
             return DoWpPage(cpu, mm, vma, addr, pte, entry);
@@ -200,20 +211,23 @@ internal sealed unsafe partial class MmSubsystem<TArch>
         bool shmem = FileIsShmem(file);
         if (write && (flags & VmFlags.Shared) == 0)
         {
-            // do_cow_fault(): a private copy of the file page, mapped as a new anonymous page.
-            if (!AnonVmaPrepare(cpu, vma))
-                return ret | VmFaultOom;
-            ulong copy = AllocUserPage(cpu);
+            // do_cow_fault(): a private copy of the file page, mapped as a new anonymous page; the lookup's
+            // reference on the page-cache page goes once it is copied.
+            ulong copy = AnonVmaPrepare(cpu, vma) ? AllocUserPage(cpu) : PageAllocator<TArch>.NoPage;
             if (copy == PageAllocator<TArch>.NoPage)
+            {
+                PutPageRef(cpu, pfn);
                 return ret | VmFaultOom;
+            }
             CopyUserHighpage(cpu, copy, pfn);
+            PutPageRef(cpu, pfn);
             PageAddNewAnonRmap(copy, vma, addr);
             TArch.StorePte(pte, (copy << PageSize.Shift) | prot | PteRw | PteD | PteSoftDirty);
             AddMmCounter(mm, MmCounter.AnonPages, 1);
             Lru?.LruAdd(cpu, copy, file: false);
             return ret;
         }
-        GetPageRef(pfn);
+        // The lookup's reference becomes the mapping's.
         PageAddFileRmap(pfn);
         AddMmCounter(mm, shmem ? MmCounter.ShmemPages : MmCounter.FilePages, 1);
         ulong entry = (pfn << PageSize.Shift) | prot;

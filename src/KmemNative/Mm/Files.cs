@@ -301,11 +301,11 @@ internal sealed unsafe partial class MmSubsystem<TArch>
     private byte* PageSlot(InodeObj inode, ulong index) =>
         Obj(inode.PagesArray, (int)((ulong)Math.Max(1, inode.PageCount) * (ulong)TArch.PointerSize)) + index * (ulong)TArch.PointerSize;
 
-    /// <summary>filemap_get_folio(): the cached page at <paramref name="index"/>, or NoPage.</summary>
+    /// <summary>filemap_get_folio(): the cached page at <paramref name="index"/>, or NoPage (an empty slot or a shadow entry).</summary>
     private ulong FindCachedPage(InodeObj inode, ulong index)
     {
         ulong desc = TArch.LoadLong(PageSlot(inode, index));
-        if (desc == 0)
+        if (desc == 0 || IsShadowEntry(desc))
             return PageAllocator<TArch>.NoPage;
         if (!_m.MemMap.TryPfnOfDescVa(desc, out ulong pfn))
             throw new MmCorruptException($"i_pages of inode 0x{inode.Va:x} holds 0x{desc:x}, not a struct page");
@@ -314,12 +314,15 @@ internal sealed unsafe partial class MmSubsystem<TArch>
 
     /// <summary>
     /// filemap_fault()/shmem_fault() without the mapping side: the page at <paramref name="index"/> of
-    /// <paramref name="file"/>, read into the cache (a major fault) or zero-filled (shmem) when missing. NoPage
+    /// <paramref name="file"/>, read into the cache (a major fault) or zero-filled (shmem) when missing, returned with a
+    /// reference the caller owns (folio_get() under the cache's lock, so reclaim cannot evict it meanwhile). NoPage
     /// with <paramref name="sigbus"/> when the index lies beyond the end of the file, or on ENOMEM.
     /// </summary>
-    internal ulong FileGetPage(Cpu cpu, ulong file, ulong index, out bool major, out bool sigbus)
+    internal ulong FileGetPage(Cpu cpu, ulong file, ulong index, out bool major, out bool sigbus) =>
+        InodeGetPage(cpu, InodeOfFile(file), index, out major, out sigbus);
+
+    private ulong InodeGetPage(Cpu cpu, InodeObj inode, ulong index, out bool major, out bool sigbus, bool noRead = false)
     {
-        var inode = InodeOfFile(file);
         major = false;
         sigbus = false;
         if ((long)index >= inode.PageCount)
@@ -331,12 +334,17 @@ internal sealed unsafe partial class MmSubsystem<TArch>
         {
             ulong pfn = FindCachedPage(inode, index);
             if (pfn != PageAllocator<TArch>.NoPage)
+            {
+                GetPageRef(pfn);
                 return pfn;
+            }
+            // The allocation may reclaim, even pages of this inode: nothing of this slot is touched before it.
             pfn = _m.AllocPagesPfn(cpu, Gfp.HighUserMovable, 0);
             if (pfn == PageAllocator<TArch>.NoPage)
                 return pfn;
-            if (inode.Shmem)
+            if (inode.Shmem || noRead)
             {
+                // shmem starts zeroed; a write that covers the whole page needs no read (write_begin).
                 ClearUserHighpage(cpu, pfn);
             }
             else
@@ -358,12 +366,17 @@ internal sealed unsafe partial class MmSubsystem<TArch>
             if (inode.Shmem)
                 flags |= 1UL << (int)PageFlag.Swapbacked;
             MemMap<TArch>.SetFlags(d, flags);
+            ulong old = TArch.LoadLong(PageSlot(inode, index));
             TArch.StoreLong(PageSlot(inode, index), _m.MemMap.DescVa(pfn));
             AddMmLong(InodeH(inode.Va), MmOff<TArch>.AsNrPages, 1);
             NodeStatAdd(NodeStat.NrFilePages, 1);
             if (inode.Shmem)
                 NodeStatAdd(NodeStat.NrShmem, 1);
+            // filemap_add_folio(): a shadow entry left by the evicted predecessor decides where the page starts.
+            if (IsShadowEntry(old))
+                Lru?.WorkingsetRefault(cpu, pfn, old);
             Lru?.LruAdd(cpu, pfn, file: !inode.Shmem);
+            GetPageRef(pfn);
             return pfn;
         }
     }
@@ -380,7 +393,13 @@ internal sealed unsafe partial class MmSubsystem<TArch>
             {
                 ulong pfn = FindCachedPage(inode, i);
                 if (pfn == PageAllocator<TArch>.NoPage)
+                {
+                    TArch.StoreLong(PageSlot(inode, i), 0);   // a shadow entry goes with the mapping
                     continue;
+                }
+                // truncate_inode_pages_range() waits for writeback before it removes the page.
+                if (MemMap<TArch>.TestFlag(Desc(pfn), PageFlag.Writeback))
+                    Lru?.WaitOnWriteback(cpu, pfn);
                 DeleteFromPageCache(cpu, inode, i, pfn);
             }
         }
@@ -412,7 +431,9 @@ internal sealed unsafe partial class MmSubsystem<TArch>
         MemMap<TArch>.SetFlag(d, PageFlag.Dirty);
         if (!MemMap<TArch>.TestFlag(d, PageFlag.Swapbacked))
         {
+            // folio_account_dirtied().
             NodeStatAdd(NodeStat.NrDirty, 1);
+            NodeStatAdd(NodeStat.NrDirtied, 1);
             _m.Zones[MemMap<TArch>.ZoneIdx(d)].ModStat(ZoneStat.NrZoneWritePending, 1);
         }
     }
@@ -428,7 +449,10 @@ internal sealed unsafe partial class MmSubsystem<TArch>
         }
     }
 
-    /// <summary>The file's bytes as a read() would see them: the page cache where cached, else the disk.</summary>
+    /// <summary>
+    /// read() (filemap_read()): the bytes come from the page cache, pages missing from it are read in first (pgpgin,
+    /// no readahead) and every page read is marked accessed (folio_mark_accessed: a second read activates it).
+    /// </summary>
     internal SysResult FileRead(Cpu cpu, int fd, ulong offset, Span<byte> buffer)
     {
         ulong file = Fget(fd);
@@ -438,26 +462,17 @@ internal sealed unsafe partial class MmSubsystem<TArch>
         if (offset >= inode.Size)
             return SysResult.Ok(0);
         int n = (int)Math.Min((ulong)buffer.Length, inode.Size - offset);
-        lock (inode)
+        for (int done = 0; done < n;)
         {
-            for (int done = 0; done < n;)
-            {
-                ulong off = offset + (ulong)done;
-                int chunk = (int)Math.Min((ulong)(n - done), PageSize.Bytes - (off & 0xfff));
-                ulong pfn = FindCachedPage(inode, off >> PageSize.Shift);
-                if (pfn == PageAllocator<TArch>.NoPage)
-                {
-                    if (inode.Shmem)
-                        buffer.Slice(done, chunk).Clear();
-                    else
-                        new ReadOnlySpan<byte>(inode.Disk, (int)off, chunk).CopyTo(buffer.Slice(done, chunk));
-                }
-                else
-                {
-                    new ReadOnlySpan<byte>(_base + (pfn << PageSize.Shift) + (off & 0xfff), chunk).CopyTo(buffer.Slice(done, chunk));
-                }
-                done += chunk;
-            }
+            ulong off = offset + (ulong)done;
+            int chunk = (int)Math.Min((ulong)(n - done), PageSize.Bytes - (off & 0xfff));
+            ulong pfn = InodeGetPage(cpu, inode, off >> PageSize.Shift, out _, out _);
+            if (pfn == PageAllocator<TArch>.NoPage)
+                return done > 0 ? SysResult.Ok((ulong)done) : SysResult.Fail(Errno.ENOMEM);
+            new ReadOnlySpan<byte>(_base + (pfn << PageSize.Shift) + (off & 0xfff), chunk).CopyTo(buffer.Slice(done, chunk));
+            Lru?.MarkAccessed(cpu, pfn);
+            PutPageRef(cpu, pfn);
+            done += chunk;
         }
         return SysResult.Ok((ulong)n);
     }

@@ -344,6 +344,7 @@ internal sealed unsafe partial class MmSubsystem<TArch>
             if (exe != 0)
                 GetFile(exe);
             child = InitTask(taskVa, pid, parent.Comm, mm, parent);
+            child.OomScoreAdj = parent.OomScoreAdj;
             mm.Owner = child;
             var err = DupMmap(cpu, mm, pmm);
             if (err != Errno.None)
@@ -431,7 +432,7 @@ internal sealed unsafe partial class MmSubsystem<TArch>
         bool shmem = VmFile(srcVma) != 0 && FileIsShmem(VmFile(srcVma));
         ulong start = VmStart(srcVma), end = VmEnd(srcVma);
         ulong span = 1UL << (12 + TArch.IndexBits);
-        long anon = 0, file = 0;
+        long anon = 0, file = 0, swapents = 0;
         for (ulong va = start; va < end;)
         {
             byte* spte = src.As.PteOffset(va);
@@ -454,7 +455,13 @@ internal sealed unsafe partial class MmSubsystem<TArch>
                         return false;
                 }
                 if ((e & (PteP | PteProtNone)) == 0)
-                    continue; // no swap entries yet
+                {
+                    // copy_nonpresent_pte(): a swap entry gains a reference; neither side stays exclusive.
+                    if (!CopySwapPte(spte, dpte, e))
+                        return false;
+                    swapents++;
+                    continue;
+                }
                 ulong pfn = (e & TArch.PtePfnMask) >> PageSize.Shift;
                 bool special = (e & PteSpecial) != 0 || pfn == ZeroPfn;
                 if (!special)
@@ -486,6 +493,8 @@ internal sealed unsafe partial class MmSubsystem<TArch>
             AddMmCounter(dst, MmCounter.AnonPages, anon);
         if (file != 0)
             AddMmCounter(dst, shmem ? MmCounter.ShmemPages : MmCounter.FilePages, file);
+        if (swapents != 0)
+            AddMmCounter(dst, MmCounter.SwapEnts, swapents);
         return true;
     }
 
@@ -503,6 +512,66 @@ internal sealed unsafe partial class MmSubsystem<TArch>
             mm.Dead = true;
             ExitMmap(cpu, mm);
         }
+        ReleaseExited(cpu, task, mm);
+    }
+
+    /// <summary>
+    /// The exit that the OOM killer does to its victim (SIGKILL delivered at once, the oom_reaper's work done in
+    /// the same breath): only if the victim's mmap_lock and the CPUs running it can be taken without waiting. False
+    /// leaves the victim marked (<see cref="MmState{TArch}.OomVictim"/>) to die when its current operation returns.
+    /// </summary>
+    internal bool TryExitForOom(Cpu cpu, TaskImpl<TArch> task)
+    {
+        var mm = task.MmState;
+        if (mm is null)
+            return true;
+        if (!mm.Lock.TryEnter())
+            return false;
+        try
+        {
+            if (mm.Dead)
+                return true;
+            if (!TryLeaveCpus(cpu, mm))
+                return false;
+            mm.Dead = true;
+            ExitMmap(cpu, mm);
+        }
+        finally
+        {
+            mm.Lock.Exit();
+        }
+        ReleaseExited(cpu, task, mm);
+        return true;
+    }
+
+    /// <summary>An OOM victim whose kill had to wait: it exits now that its operation returned (do_exit on SIGKILL).</summary>
+    internal bool ExitIfKilled(Cpu cpu, TaskImpl<TArch> task)
+    {
+        if (task.MmState is not { OomVictim: true } mm || mm.Lock.IsHeld)
+            return false;
+        Exit(cpu, task);
+        return true;
+    }
+
+    /// <summary>LeaveCpus() for the OOM killer: refuses (false) instead of throwing when another thread holds a CPU running the mm.</summary>
+    private bool TryLeaveCpus(Cpu cpu, MmState<TArch> mm)
+    {
+        foreach (var c in _m.Cpus)
+        {
+            if (!ReferenceEquals(c.ActiveMm, mm.As) || ReferenceEquals(c, cpu))
+                continue;
+            if (!_m.TryClaimCpu(c, out bool mine))
+                return false;
+            if (!mine)
+                _m.UnclaimCpu(c);
+        }
+        LeaveCpus(cpu, mm);
+        return true;
+    }
+
+    /// <summary>mmdrop() and release_task() after exit_mmap(): the mm and task_struct go, children are reparented.</summary>
+    private void ReleaseExited(Cpu cpu, TaskImpl<TArch> task, MmState<TArch> mm)
+    {
         MmFree(cpu, mm);
         task.MmState = null;
         // release_task(): off the parent's children list; our children are reparented to init (pid 1).

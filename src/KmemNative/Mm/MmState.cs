@@ -36,6 +36,19 @@ internal sealed unsafe class MmState<TArch> where TArch : struct, IArch
     /// <summary>True once exit_mmap() ran.</summary>
     public bool Dead;
 
+    /// <summary>
+    /// mark_oom_victim(): the OOM killer chose this mm's task and SIGKILL is pending. Its teardown waits until the
+    /// operation that holds mmap_lock returns (the kernel's victim dies on its way back to user space); meanwhile
+    /// its allocations may use ALLOC_OOM reserves.
+    /// </summary>
+    public volatile bool OomVictim;
+
+    /// <summary>The thread handling a page fault of this mm right now (it holds mmap_lock), or null.</summary>
+    public volatile Thread? FaultThread;
+
+    /// <summary>The page-aligned address of that fault: reclaim leaves its PTE alone.</summary>
+    public ulong FaultAddress;
+
     /// <summary>The signal the last failed fault raised (what a SIGSEGV handler would see in its siginfo).</summary>
     public SigInfo? LastSignal;
 
@@ -84,6 +97,12 @@ internal sealed class MmapLock
 
     /// <summary>True while some thread holds it.</summary>
     public bool IsHeld => Volatile.Read(ref _held) != 0;
+
+    /// <summary>mmap_write_trylock(): take it only if free (reclaim must not wait for a fault that may be waiting for reclaim).</summary>
+    public bool TryEnter() => Interlocked.CompareExchange(ref _held, 1, 0) == 0;
+
+    /// <summary>mmap_write_unlock() after a successful <see cref="TryEnter"/>.</summary>
+    public void Exit() => Volatile.Write(ref _held, 0);
 
     /// <summary>The held lock; disposing releases it.</summary>
     public readonly ref struct Scope(MmapLock owner)

@@ -280,12 +280,13 @@ internal sealed unsafe partial class MmSubsystem<TArch> where TArch : struct, IA
         byte* d = Desc(pfn);
         if (MemMap<TArch>.PageType(d) != PageBits.NoType)
             throw new MmCorruptException($"freeing pfn 0x{pfn:x} while it is still mapped (mapcount {Mapcount(pfn)})");
-        if (MemMap<TArch>.TestFlag(d, PageFlag.Lru))
-            Lru?.LruDel(cpu, pfn);
+        // Off its LRU list, or out of the per-CPU lru_add batch it may still wait in.
+        Lru?.LruDel(cpu, pfn);
         ulong flags = MemMap<TArch>.Flags(d);
         const ulong userFlags = 1UL << (int)PageFlag.Uptodate | 1UL << (int)PageFlag.Dirty | 1UL << (int)PageFlag.Referenced |
                                 1UL << (int)PageFlag.Swapbacked | 1UL << (int)PageFlag.Owner2 | 1UL << (int)PageFlag.Active |
-                                1UL << (int)PageFlag.Workingset | 1UL << (int)PageFlag.Lru;
+                                1UL << (int)PageFlag.Workingset | 1UL << (int)PageFlag.Lru | 1UL << (int)PageFlag.Reclaim |
+                                1UL << (int)PageFlag.Unevictable;
         MemMap<TArch>.SetFlags(d, flags & ~userFlags);
         MemMap<TArch>.SetMapping(d, 0);
         MemMap<TArch>.SetIndex(d, 0);
@@ -450,4 +451,13 @@ internal interface IPageLruHooks
 
     /// <summary>folio_mark_accessed(): a page-cache page was used (a read fault, or zapped with its PTE young).</summary>
     void MarkAccessed(Cpu cpu, ulong pfn);
+
+    /// <summary>
+    /// workingset_refault(): a page entering the page cache where a shadow entry of its evicted predecessor was
+    /// found; decides whether it starts on the active list. Called before <see cref="LruAdd"/>.
+    /// </summary>
+    void WorkingsetRefault(Cpu cpu, ulong pfn, ulong shadow);
+
+    /// <summary>folio_wait_writeback(): the caller needs the page stable (no I/O in flight): the emulated I/O completes now.</summary>
+    void WaitOnWriteback(Cpu cpu, ulong pfn);
 }

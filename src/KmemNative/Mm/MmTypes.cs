@@ -196,6 +196,8 @@ public enum Errno
     EACCES = 13,
     /// <summary>EFAULT: bad address.</summary>
     EFAULT = 14,
+    /// <summary>EBUSY: device or resource busy.</summary>
+    EBUSY = 16,
     /// <summary>EEXIST: file exists.</summary>
     EEXIST = 17,
     /// <summary>ENODEV.</summary>
@@ -226,6 +228,7 @@ public static class ErrnoText
         Errno.ENOMEM => "Cannot allocate memory",
         Errno.EACCES => "Permission denied",
         Errno.EFAULT => "Bad address",
+        Errno.EBUSY => "Device or resource busy",
         Errno.EEXIST => "File exists",
         Errno.ENODEV => "No such device",
         Errno.EINVAL => "Invalid argument",

@@ -376,7 +376,7 @@ internal sealed unsafe partial class MmSubsystem<TArch>
     {
         bool shmem = VmFile(vma) != 0 && FileIsShmem(VmFile(vma));
         ulong span = 1UL << (12 + TArch.IndexBits);
-        long anon = 0, file = 0;
+        long anon = 0, file = 0, swapents = 0;
         for (ulong va = start; va < end;)
         {
             byte* pte = mm.As.PteOffset(va);
@@ -392,8 +392,15 @@ internal sealed unsafe partial class MmSubsystem<TArch>
                 if (e == 0)
                     continue;
                 TArch.StorePte(pte, 0);
-                if ((e & (PteP | PteProtNone)) == 0 || (e & PteSpecial) != 0)
-                    continue; // swap entries do not exist yet; special entries have no page
+                if ((e & (PteP | PteProtNone)) == 0)
+                {
+                    // zap_nonpresent_ptes(): a swap entry: free_swap_and_cache().
+                    ZapSwapPte(cpu, e);
+                    swapents++;
+                    continue;
+                }
+                if ((e & PteSpecial) != 0)
+                    continue; // special entries have no page
                 ulong pfn = (e & TArch.PtePfnMask) >> PageSize.Shift;
                 if (pfn == ZeroPfn)
                     continue;
@@ -411,6 +418,10 @@ internal sealed unsafe partial class MmSubsystem<TArch>
                         Lru?.MarkAccessed(cpu, pfn);
                 }
                 PageRemoveRmap(pfn, isAnon);
+                // free_pages_and_swap_cache() → free_swap_cache(): a swap-cache page nobody maps any more loses
+                // its swap-cache copy (and the slot, once no swap PTE names it) instead of lingering until reclaim.
+                if (isAnon && Swap is { } swap && Mapcount(pfn) <= 0 && MemMap<TArch>.TestFlag(Desc(pfn), PageFlag.OwnerPriv1))
+                    swap.TryFreeSwap(cpu, pfn);
                 PutPageRef(cpu, pfn);
             }
         }
@@ -418,6 +429,8 @@ internal sealed unsafe partial class MmSubsystem<TArch>
             AddMmCounter(mm, MmCounter.AnonPages, -anon);
         if (file != 0)
             AddMmCounter(mm, shmem ? MmCounter.ShmemPages : MmCounter.FilePages, -file);
+        if (swapents != 0)
+            AddMmCounter(mm, MmCounter.SwapEnts, -swapents);
     }
 
     /// <summary>

@@ -28,6 +28,9 @@ internal sealed unsafe class TaskImpl<TArch> : Process where TArch : struct, IAr
     /// <summary>Process group and session (the pid of their leaders): a spawned process leads its own, a child inherits them.</summary>
     internal int Pgid, Sid;
 
+    /// <summary>signal-&gt;oom_score_adj: -1000 (never chosen by the OOM killer) .. 1000; inherited by fork.</summary>
+    internal short OomScoreAdj;
+
     internal byte* H => _h;
 
     /// <summary>task->mm (null once exited).</summary>
@@ -177,11 +180,27 @@ internal sealed unsafe class TaskImpl<TArch> : Process where TArch : struct, IAr
                 break;
             }
             pages++;
+            if (mm.OomVictim)
+                break;  // SIGKILL from the OOM killer, delivered on the way back to user mode
             if (page + PageSize.Bytes < page)
                 break;
         }
         var (min1, maj1) = Faults;
-        return new AccessResult(pages, min1 - min0, maj1 - maj0, sig);
+        return new AccessResult(pages, min1 - min0, maj1 - maj0, Killed(cpu, mm, sig));
+    }
+
+    /// <summary>
+    /// An OOM victim whose teardown had to wait for this operation dies now: the access reports SIGKILL and the
+    /// process exits (its memory freed) as the kernel's task does when the signal is delivered.
+    /// </summary>
+    private SigInfo? Killed(Cpu cpu, MmState<TArch> mm, SigInfo? sig)
+    {
+        if (!mm.OomVictim)
+            return sig;
+        var kill = new SigInfo(Signal.SIGKILL, SiCode.None, sig?.Address ?? 0, sig?.ErrorCode ?? 0);
+        mm.LastSignal = kill;
+        _sub.ExitIfKilled(cpu, this);
+        return kill;
     }
 
     private static SigInfo SignalFor(MmState<TArch> mm, PageFaultException e)
@@ -218,7 +237,7 @@ internal sealed unsafe class TaskImpl<TArch> : Process where TArch : struct, IAr
             sig = SignalFor(mm, e);
         }
         var (min1, maj1) = Faults;
-        return new AccessResult((done + PageSize.Int - 1) / PageSize.Int, min1 - min0, maj1 - maj0, sig);
+        return new AccessResult((done + PageSize.Int - 1) / PageSize.Int, min1 - min0, maj1 - maj0, Killed(cpu, mm, sig));
     }
 
     public override AccessResult Write(Cpu cpu, ulong addr, ReadOnlySpan<byte> data)
@@ -244,7 +263,7 @@ internal sealed unsafe class TaskImpl<TArch> : Process where TArch : struct, IAr
             sig = SignalFor(mm, e);
         }
         var (min1, maj1) = Faults;
-        return new AccessResult((done + PageSize.Int - 1) / PageSize.Int, min1 - min0, maj1 - maj0, sig);
+        return new AccessResult((done + PageSize.Int - 1) / PageSize.Int, min1 - min0, maj1 - maj0, Killed(cpu, mm, sig));
     }
 
     public override ulong[] Pagemap(ulong addr, int count)

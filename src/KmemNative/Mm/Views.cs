@@ -102,6 +102,7 @@ internal sealed unsafe partial class MmSubsystem<TArch>
     {
         public ulong Resident, SharedClean, SharedDirty, PrivateClean, PrivateDirty, Referenced, Anonymous;
         public ulong Pss, PssDirty, PssLocked, PssAnon, PssFile, PssShmem;
+        public ulong Swap, SwapPss;
     }
 
     private const int PssShift = 12;
@@ -120,6 +121,14 @@ internal sealed unsafe partial class MmSubsystem<TArch>
                 continue;
             }
             ulong e = TArch.LoadPte(pte);
+            if (e != 0 && (e & (PteP | PteProtNone)) == 0)
+            {
+                // smaps_pte_entry(): a swap entry counts in Swap, and in SwapPss divided among its users.
+                int users = SwapEntryUsers(e);
+                s.Swap += PageSize.Bytes;
+                s.SwapPss += users >= 2 ? (PageSize.Bytes << PssShift) / (ulong)users : PageSize.Bytes << PssShift;
+                continue;
+            }
             if ((e & (PteP | PteProtNone)) == 0 || (e & PteSpecial) != 0)
                 continue;
             ulong pfn = (e & TArch.PtePfnMask) >> PageSize.Shift;
@@ -260,6 +269,7 @@ internal sealed unsafe partial class MmSubsystem<TArch>
                 total.PrivateClean += s.PrivateClean; total.PrivateDirty += s.PrivateDirty; total.Referenced += s.Referenced;
                 total.Anonymous += s.Anonymous; total.Pss += s.Pss; total.PssDirty += s.PssDirty; total.PssLocked += s.PssLocked;
                 total.PssAnon += s.PssAnon; total.PssFile += s.PssFile; total.PssShmem += s.PssShmem;
+                total.Swap += s.Swap; total.SwapPss += s.SwapPss;
             }
         }
         MapsLine(sb, first, last, 0, 0, 0, 0, "[rollup]");
@@ -298,8 +308,8 @@ internal sealed unsafe partial class MmSubsystem<TArch>
         Dec("FilePmdMapped:  ", 0);
         Dec("Shared_Hugetlb: ", 0);
         sb.Append("Private_Hugetlb: ").Append(Fmt($"{0,7}")).Append(" kB\n");
-        Dec("Swap:           ", 0);
-        Dec("SwapPss:        ", 0);
+        Dec("Swap:           ", s.Swap);
+        Dec("SwapPss:        ", s.SwapPss >> PssShift);
         Dec("Locked:         ", s.PssLocked >> PssShift);
         if (!rollup)
         {
@@ -470,6 +480,11 @@ internal sealed unsafe partial class MmSubsystem<TArch>
                     flags |= PmFile;
                 if (normal && Mapcount(pfn) == 1)
                     flags |= PmMmapExclusive;
+            }
+            else if (e != 0)
+            {
+                // A swap entry: PM_SWAP, the frame field holds type | offset << MAX_SWAPFILES_SHIFT.
+                frame = PagemapSwapFrame(e, ref flags);
             }
             if (inVma && (VmFlagsOf(vma) & VmSoftDirty) != 0 && VmSoftDirty != 0)
                 flags |= PmSoftDirty;

@@ -84,6 +84,21 @@ internal sealed class KernelLayouts
             .Add("node_spanned_pages", ptr)
             .Add("node_id", 4)
             .Add("totalreserve_pages", ptr)
+            // kswapd's state (issue #6): what the last wakeup asked for, and how often balancing failed.
+            .Add("kswapd_order", 4)
+            .Add("kswapd_highest_zoneidx", 4)
+            .Add("kswapd_failures", 4)
+            .AlignTo(64)
+            // struct lruvec __lruvec: the LRU lists (real list_heads through struct page lru), lru_lock, the
+            // anon/file reclaim costs, the workingset clock and refault snapshots, lruvec flags.
+            .Add("__lruvec.lists", 5 * listHead, ptr)
+            .Add("__lruvec.lru_lock", 4)
+            .Add("__lruvec.anon_cost", ptr)
+            .Add("__lruvec.file_cost", ptr)
+            .Add("__lruvec.nonresident_age", ptr)
+            .Add("__lruvec.refaults", 2 * ptr, ptr)
+            .Add("__lruvec.flags", ptr)
+            .Add("flags", ptr)
             .AlignTo(64)
             .Add("vm_stat", VmStatNames.Node.Length * ptr, ptr)
             .AlignTo(64);

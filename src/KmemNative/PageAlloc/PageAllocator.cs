@@ -2,6 +2,7 @@ using System.Diagnostics.CodeAnalysis;
 using System.Runtime.CompilerServices;
 using KmemNative.Arch;
 using KmemNative.PhysMem;
+using KmemNative.Reclaim;
 
 namespace KmemNative.PageAlloc;
 
@@ -52,14 +53,11 @@ internal sealed unsafe partial class PageAllocator<TArch> where TArch : struct, 
     /// <summary>The zonelist a request with highest zone <paramref name="highestZoneIdx"/> walks.</summary>
     public ReadOnlySpan<Zone> Zonelist(int highestZoneIdx) => _zonelists[highestZoneIdx];
 
-    /// <summary>Hook for later subsystems: wake kswapd (called when an allocation falls below the low watermark).</summary>
-    public Action<Zone, int, Gfp>? WakeKswapd { get; set; }
-
     /// <summary>
-    /// Hook for direct reclaim: given the request, frees what it can and returns the pages reclaimed. Null until a
-    /// reclaim subsystem is attached; without it an allocation that cannot be met fails cleanly.
+    /// The reclaim subsystem (issue #6): kswapd wake-ups, direct reclaim, the OOM killer and the allocation-failure
+    /// report. Null only while the machine boots; the slow path then fails cleanly.
     /// </summary>
-    public Func<Cpu, Gfp, int, long>? DirectReclaim { get; set; }
+    internal IAllocReclaim? Reclaim { get; set; }
 
     // ---- allocation -----------------------------------------------------------------------------------
 
@@ -74,7 +72,29 @@ internal sealed unsafe partial class PageAllocator<TArch> where TArch : struct, 
             ThrowHelper.ThrowInvalidOrder(order);
         if (((uint)gfp & ~GfpFlags.ValidMask) != 0 || !GfpFlags.ZoneValid(gfp))
             ThrowInvalidGfp(gfp);
+        // One predictable branch: atomic context or a memalloc_noio/nofs scope is rare, and handled out of line.
+        if (cpu.AllocContext != 0)
+            return AllocPagesInContext(cpu, gfp, order);
+        return AllocPagesChecked(cpu, gfp, order);
+    }
 
+    /// <summary>
+    /// __alloc_frozen_pages_noprof() with a context to honour: current_gfp_context() (the memalloc_noio/nofs scope
+    /// clears __GFP_IO/__GFP_FS), then prepare_alloc_pages()'s might_alloc(), which reports a blocking request made
+    /// in atomic context and, on a machine with <see cref="Machine.StrictMightSleep"/>, refuses it.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private ulong AllocPagesInContext(Cpu cpu, Gfp gfp, int order)
+    {
+        gfp = AllocContext.CurrentGfpContext(cpu, gfp);
+        AllocContext.MightAlloc(cpu, gfp, "alloc_pages");
+        return AllocPagesChecked(cpu, gfp, order);
+    }
+
+    /// <summary>The allocation proper once the request is known valid: the fast path at the low watermark, then the slow path.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private ulong AllocPagesChecked(Cpu cpu, Gfp gfp, int order)
+    {
         int highest = GfpFlags.Zone<TArch>(gfp);
         int mt = MobilityDisabled ? 0 : (int)GfpFlags.Migratetype(gfp);
 
@@ -119,61 +139,6 @@ internal sealed unsafe partial class PageAllocator<TArch> where TArch : struct, 
         zone = null;
         return NoPage;
     }
-
-    /// <summary>
-    /// __alloc_pages_slowpath(): wake kswapd, retry at the min watermark with the reserves the GFP flags grant,
-    /// then ALLOC_NO_WATERMARKS for __GFP_MEMALLOC, then direct reclaim when allowed; else fail.
-    /// </summary>
-    private ulong AllocPagesSlowpath(Cpu cpu, Gfp gfp, int order, int highest, int mt, out Zone? zone)
-    {
-        int allocFlags = AllocFlags.FromGfp(gfp, order);
-        bool mayReclaim = (gfp & Gfp.DirectReclaim) != 0;
-        for (int attempt = 0; ; attempt++)
-        {
-            if ((allocFlags & AllocFlags.Kswapd) != 0)
-                WakeAllKswapds(cpu, order, gfp, highest);
-
-            ulong pfn = GetPageFromFreelist(cpu, order, allocFlags, highest, mt, out zone);
-            if (pfn != NoPage)
-                return pfn;
-
-            int reserve = AllocFlags.Pfmemalloc(gfp);
-            if (reserve != 0)
-            {
-                pfn = GetPageFromFreelist(cpu, order, reserve | (allocFlags & AllocFlags.Kswapd), highest, mt, out zone);
-                if (pfn != NoPage)
-                    return pfn;
-            }
-
-            // Pages parked on per-CPU lists are free memory too: drain them before giving up, as
-            // __alloc_pages_direct_reclaim() does after a failed attempt.
-            if (attempt == 0 && DrainAllPages(cpu) > 0)
-                continue;
-
-            if (!mayReclaim || DirectReclaim is null || attempt >= 16)
-                break;
-            cpu.Events[(int)VmEvent.AllocstallDma + (int)TArch.ZoneTypes[highest]]++;
-            if (DirectReclaim(cpu, gfp, order) <= 0 && (gfp & Gfp.NoFail) == 0)
-                break;
-        }
-        zone = null;
-        if ((gfp & Gfp.NoWarn) == 0)
-            WarnAlloc(cpu, gfp, order);
-        return NoPage;
-    }
-
-    private void WakeAllKswapds(Cpu cpu, int order, Gfp gfp, int highest)
-    {
-        var wake = WakeKswapd;
-        if (wake is null)
-            return;
-        foreach (var z in _zonelists[highest])
-            wake(z, order, gfp);
-    }
-
-    /// <summary>warn_alloc(): the kernel's allocation-failure line, into the machine's log.</summary>
-    private void WarnAlloc(Cpu cpu, Gfp gfp, int order) =>
-        _machine.Log.Warn($"{cpu.Comm}: page allocation failure: order:{order}, mode:0x{(uint)gfp:x}({GfpFlags.Format(gfp)}), nodemask=(null)");
 
     /// <summary>rmqueue(): per-CPU list for orders up to PAGE_ALLOC_COSTLY_ORDER, else the buddy lists.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -86,6 +86,12 @@ public sealed unsafe class Zone
     /// <summary>free_area[order].nr_free: free blocks of that order (all migratetypes).</summary>
     public long NrFree(int order) => ReadLong(Layouts.NrFreeOffset(order));
 
+    /// <summary>nr_reserved_highatomic: pages reserved for high-order atomic allocations.</summary>
+    public long ReservedHighatomic => ReadLong(Layouts.Zone.Offset("nr_reserved_highatomic"));
+
+    /// <summary>nr_free_highatomic: free pages in MIGRATE_HIGHATOMIC blocks.</summary>
+    public long FreeHighatomic => ReadLong(Layouts.NrFreeHighatomicOff);
+
     /// <summary>A zone counter (<c>zone_page_state</c>).</summary>
     public long Stat(ZoneStat item) => ReadLong(Layouts.VmStatOff + (int)item * Layouts.PointerSize);
 

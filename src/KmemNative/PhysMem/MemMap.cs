@@ -77,11 +77,25 @@ internal readonly unsafe struct MemMap<TArch> where TArch : struct, IArch
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static bool TestFlag(byte* p, PageFlag flag) => (TArch.LoadLong(p) & (1UL << (int)flag)) != 0;
 
+    /// <summary>set_bit(): atomic, as the kernel's folio_set_*() (reclaim, the flusher and faults change the flags of one page concurrently).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void SetFlag(byte* p, PageFlag flag) => TArch.StoreLong(p, TArch.LoadLong(p) | (1UL << (int)flag));
+    public static void SetFlag(byte* p, PageFlag flag)
+    {
+        if (TArch.PointerSize == 8)
+            Interlocked.Or(ref *(long*)p, 1L << (int)flag);
+        else
+            Interlocked.Or(ref *(int*)p, 1 << (int)flag);
+    }
 
+    /// <summary>clear_bit(): atomic.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void ClearFlag(byte* p, PageFlag flag) => TArch.StoreLong(p, TArch.LoadLong(p) & ~(1UL << (int)flag));
+    public static void ClearFlag(byte* p, PageFlag flag)
+    {
+        if (TArch.PointerSize == 8)
+            Interlocked.And(ref *(long*)p, ~(1L << (int)flag));
+        else
+            Interlocked.And(ref *(int*)p, ~(1 << (int)flag));
+    }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static int ZoneIdx(byte* p) => (int)((TArch.LoadLong(p) >> TArch.ZonesPgOff) & ((1UL << TArch.ZonesWidth) - 1));

@@ -155,6 +155,9 @@ internal sealed unsafe partial class SlabAllocator<TArch>
         AtomicClearFlags(desc, (1UL << (int)PageFlag.Workingset) | (1UL << (int)PageFlag.Locked) | (1UL << (int)PageFlag.Active));
         MemMap<TArch>.PageType(desc) = PageBits.NoType;
         AccountSlab(s, order, -1);
+        // mm_account_reclaimed_pages(): slab pages freed while a shrinker runs count as reclaimed.
+        if (cpu.ReclaimStateActive)
+            cpu.ReclaimedSlabPages += 1L << order;
         _pages.FreePages(cpu, pfn, order);
     }
 
