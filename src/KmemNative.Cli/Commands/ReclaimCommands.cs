@@ -182,36 +182,12 @@ internal sealed class ReclaimCommands : ICommandModule
             };
         }, CommandScope.Script);
 
-        registry.Add("dcache_fill", "dcache_fill N [GFP]: N unused dentries and inodes (reclaimable slab only the FS shrinker frees); result: how many", b =>
-        {
-            var count = b.Argument("N", "How many entries", CliValues.ParseInt);
-            var gfp = b.OptionalArgument("GFP", CliValues.GfpHelp, CliValues.ParseGfp, Gfp.Kernel);
-            var cpu = CpuOption(b);
-            b.UsesMachine();
-            return ctx =>
-            {
-                var m = ctx.Machine;
-                int n = m.DcacheFill(GetCpu(ctx, cpu), NonNegative(ctx.GetValue(count), "dcache_fill"), ctx.GetValue(gfp));
-                var (dentries, inodes) = m.DcacheUnused;
-                ctx.Out.WriteLine($"dcache_fill: {n} added; unused dentries {dentries}, unused inodes {inodes}");
-                ctx.SetResult(n.ToString(CultureInfo.InvariantCulture));
-            };
-        }, CommandScope.Script);
-
-        registry.Add("driver_pool_fill", "driver_pool_fill N [GFP]: N objects in a driver's pool (reclaimable slab whose shrinker needs no __GFP_FS); result: how many", b =>
-        {
-            var count = b.Argument("N", "How many objects", CliValues.ParseInt);
-            var gfp = b.OptionalArgument("GFP", CliValues.GfpHelp, CliValues.ParseGfp, Gfp.Kernel);
-            var cpu = CpuOption(b);
-            b.UsesMachine();
-            return ctx =>
-            {
-                var m = ctx.Machine;
-                int n = m.DriverPoolFill(GetCpu(ctx, cpu), NonNegative(ctx.GetValue(count), "driver_pool_fill"), ctx.GetValue(gfp));
-                ctx.Out.WriteLine($"driver_pool_fill: {n} added; {m.DriverPoolCount} objects in the pool");
-                ctx.SetResult(n.ToString(CultureInfo.InvariantCulture));
-            };
-        }, CommandScope.Script);
+        Fill(registry, "dcache_fill", "dcache_fill N [GFP]: N unused dentries and inodes (reclaimable slab only the FS shrinker frees); result: how many",
+            (m, c, n, gfp) => m.DcacheFill(c, n, gfp),
+            m => $"unused dentries {m.DcacheUnused.Dentries}, unused inodes {m.DcacheUnused.Inodes}");
+        Fill(registry, "driver_pool_fill", "driver_pool_fill N [GFP]: N objects in a driver's pool (reclaimable slab whose shrinker needs no __GFP_FS); result: how many",
+            (m, c, n, gfp) => m.DriverPoolFill(c, n, gfp),
+            m => $"{m.DriverPoolCount} objects in the pool");
 
         registry.Add("swapon", "swapon SIZE: an emulated swap partition of SIZE bytes (its slots live in host memory)", b =>
         {
@@ -265,6 +241,23 @@ internal sealed class ReclaimCommands : ICommandModule
             };
         }, CommandScope.Script);
     }
+
+    /// <summary>A command that fills a shrinkable cache with N objects and reports what it holds after.</summary>
+    private static void Fill(CommandRegistry registry, string name, string help, Func<Machine, Cpu, int, Gfp, int> fill, Func<Machine, string> state) =>
+        registry.Add(name, help, b =>
+        {
+            var count = b.Argument("N", "How many objects", CliValues.ParseInt);
+            var gfp = b.OptionalArgument("GFP", CliValues.GfpHelp, CliValues.ParseGfp, Gfp.Kernel);
+            var cpu = CpuOption(b);
+            b.UsesMachine();
+            return ctx =>
+            {
+                var m = ctx.Machine;
+                int n = fill(m, GetCpu(ctx, cpu), NonNegative(ctx.GetValue(count), name), ctx.GetValue(gfp));
+                ctx.Out.WriteLine($"{name}: {n} added; {state(m)}");
+                ctx.SetResult(n.ToString(CultureInfo.InvariantCulture));
+            };
+        }, CommandScope.Script);
 
     private static void WriteZoneMarks(TextWriter w, Machine m)
     {

@@ -26,24 +26,18 @@ internal sealed unsafe partial class MmSubsystem<TArch>
                 anonVmas.Add(TArch.LoadLong(AvcH(AvcOfSameVma(link)) + MmOff<TArch>.AvcAnonVma));
             if (VmAnonVma(v) != 0 && !anonVmas.Contains(VmAnonVma(v)))
                 throw new MmCorruptException($"vma 0x{v:x}: its anon_vma 0x{VmAnonVma(v):x} is not on its anon_vma_chain");
-            for (ulong va = VmStart(v); va < VmEnd(v); va += PageSize.Bytes)
+            ulong vma = v;
+            ForEachPte(mm, VmStart(v), VmEnd(v), (va, e) =>
             {
-                byte* pte = mm.As.PteOffset(va);
-                if (pte == null)
-                {
-                    va |= PageTableSpan - 1;
-                    continue;
-                }
-                ulong e = TArch.LoadPte(pte);
-                if (e != 0 && (e & (PteP | PteProtNone)) == 0)
+                if ((e & (PteP | PteProtNone)) == 0)
                 {
                     // A swap entry: it must name a slot of a swap device that is still referenced.
                     CheckSwapPte(va, e);
                     swapents++;
-                    continue;
+                    return;
                 }
-                if (e == 0 || (e & PteSpecial) != 0)
-                    continue;
+                if ((e & PteSpecial) != 0)
+                    return;
                 ulong pfn = (e & TArch.PtePfnMask) >> PageSize.Shift;
                 if (pfn == ZeroPfn)
                     throw new MmCorruptException($"0x{va:x}: the zero page mapped without _PAGE_SPECIAL");
@@ -54,9 +48,9 @@ internal sealed unsafe partial class MmSubsystem<TArch>
                     anon++;
                     ulong av = MemMap<TArch>.Mapping(Desc(pfn)) & ~3UL;
                     if (!anonVmas.Contains(av))
-                        throw new MmCorruptException($"0x{va:x}: anon pfn 0x{pfn:x} points at anon_vma 0x{av:x}, not on vma 0x{v:x}'s chain");
-                    if (MemMap<TArch>.Index(Desc(pfn)) != LinearPageIndex(v, va))
-                        throw new MmCorruptException($"0x{va:x}: anon pfn 0x{pfn:x} index {MemMap<TArch>.Index(Desc(pfn))}, expected {LinearPageIndex(v, va)}");
+                        throw new MmCorruptException($"0x{va:x}: anon pfn 0x{pfn:x} points at anon_vma 0x{av:x}, not on vma 0x{vma:x}'s chain");
+                    if (MemMap<TArch>.Index(Desc(pfn)) != LinearPageIndex(vma, va))
+                        throw new MmCorruptException($"0x{va:x}: anon pfn 0x{pfn:x} index {MemMap<TArch>.Index(Desc(pfn))}, expected {LinearPageIndex(vma, va)}");
                 }
                 else if (isShmem)
                 {
@@ -66,7 +60,7 @@ internal sealed unsafe partial class MmSubsystem<TArch>
                 {
                     file++;
                 }
-            }
+            });
         }
         CheckNoPtes(mm, prevEnd, TArch.TaskSizeMax);
         if (anon != GetMmCounter(mm, MmCounter.AnonPages) || file != GetMmCounter(mm, MmCounter.FilePages) || shmem != GetMmCounter(mm, MmCounter.ShmemPages))
@@ -83,5 +77,25 @@ internal sealed unsafe partial class MmSubsystem<TArch>
             return;
         _m.Paging.Tables.ForEachLeaf(mm.As.Pgd, start, end, (va, e, level) =>
             throw new MmCorruptException($"0x{va:x}: a level-{level} entry (0x{e:x}) outside every VMA"));
+    }
+
+    /// <summary>
+    /// Calls <paramref name="visit"/>(va, pte) for every non-empty PTE of [<paramref name="start"/>, <paramref name="end"/>)
+    /// (present pages and swap entries alike), skipping the whole span of a missing page table.
+    /// </summary>
+    private void ForEachPte(MmState<TArch> mm, ulong start, ulong end, Action<ulong, ulong> visit)
+    {
+        for (ulong va = start; va < end; va += PageSize.Bytes)
+        {
+            byte* pte = mm.As.PteOffset(va);
+            if (pte == null)
+            {
+                va |= PageTableSpan - 1;
+                continue;
+            }
+            ulong e = TArch.LoadPte(pte);
+            if (e != 0)
+                visit(va, e);
+        }
     }
 }

@@ -314,21 +314,14 @@ internal sealed unsafe partial class MmSubsystem<TArch>
                     continue;
                 for (ulong v = FirstVma(mm); v != 0; v = VmNext(v))
                 {
-                    for (ulong va = VmStart(v); va < VmEnd(v); va += PageSize.Bytes)
+                    ForEachPte(mm, VmStart(v), VmEnd(v), (_, e) =>
                     {
-                        byte* pte = mm.As.PteOffset(va);
-                        if (pte == null)
-                        {
-                            va |= PageTableSpan - 1;
-                            continue;
-                        }
-                        ulong e = TArch.LoadPte(pte);
-                        if (e != 0 && (e & (PteP | PteProtNone)) == 0)
+                        if ((e & (PteP | PteProtNone)) == 0)
                         {
                             ulong entry = Reclaim.SwapPte<TArch>.ToEntry(e);
                             counts[entry] = counts.GetValueOrDefault(entry) + 1;
                         }
-                    }
+                    });
                 }
             }
         }
