@@ -250,13 +250,9 @@ public class OomTests
         ulong o = other.MapAnon(cpu, 2 << 20);
         Assert.True(other.Touch(cpu, o, 2 << 20, MemoryAccess.Write).IsOk);
         var hog = m.Spawn(cpu, "hog");
-        ulong a = hog.MapAnon(cpu, 40 << 20);
-        ulong b = hog.MapAnon(cpu, 40 << 20);
         // The hog faults memory in until the OOM killer picks it: its own mm is busy (the fault holds mmap_lock),
         // so it is marked and dies as the access returns, with SIGKILL.
-        var r = hog.Touch(cpu, a, 40 << 20, MemoryAccess.Write);
-        if (r.IsOk)
-            r = hog.Touch(cpu, b, 40 << 20, MemoryAccess.Write);
+        var r = PressureHelpers.TouchTwoMappingsOf40M(hog, cpu);
         Assert.Equal(Signal.SIGKILL, r.Signal?.Signal);
         Assert.False(hog.IsAlive);
         Assert.True(other.IsAlive);

@@ -66,3 +66,19 @@ internal sealed class PressureState : IDisposable
 
     public void Dispose() => M.Dispose();
 }
+
+/// <summary>Helpers the pressure tests share.</summary>
+internal static class PressureHelpers
+{
+    /// <summary>
+    /// Writes every page of two 40 MiB anonymous mappings of <paramref name="p"/> (more than a 64 MiB machine and its
+    /// swap hold): the result of the first access that failed (the OOM killer's SIGKILL), or of the second mapping.
+    /// </summary>
+    public static AccessResult TouchTwoMappingsOf40M(Process p, Cpu cpu)
+    {
+        ulong a = p.MapAnon(cpu, 40 << 20);
+        ulong b = p.MapAnon(cpu, 40 << 20);
+        var r = p.Touch(cpu, a, 40 << 20, MemoryAccess.Write);
+        return r.IsOk ? p.Touch(cpu, b, 40 << 20, MemoryAccess.Write) : r;
+    }
+}

@@ -106,12 +106,8 @@ public partial class ReclaimViewTests
         ulong va = a.MapAnon(cpu, 4 << 20);
         Assert.True(a.Touch(cpu, va, 4 << 20, MemoryAccess.Write).IsOk);
         var b = m.Spawn(cpu, "b");
-        ulong vb = b.MapAnon(cpu, 40 << 20);
-        ulong vc = b.MapAnon(cpu, 40 << 20);
         // More than RAM and swap together: reclaim writes the file back, swaps, and finally the OOM killer kills b.
-        var r = b.Touch(cpu, vb, 40 << 20, MemoryAccess.Write);
-        if (r.IsOk)
-            r = b.Touch(cpu, vc, 40 << 20, MemoryAccess.Write);
+        var r = PressureHelpers.TouchTwoMappingsOf40M(b, cpu);
         m.CheckConsistency();
         Assert.True(m.Cpus.Sum(c => c.Event(VmEvent.PgstealDirect)) > 0);
         Assert.True(m.Cpus.Sum(c => c.Event(VmEvent.Pswpout)) > 0);
