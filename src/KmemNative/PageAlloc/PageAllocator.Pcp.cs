@@ -82,7 +82,7 @@ internal sealed unsafe partial class PageAllocator<TArch>
     {
         int baseBatch = PcpInt(pcp, HotLayout<TArch>.PcpBatchOff);
         int highMin = PcpInt(pcp, HotLayout<TArch>.PcpHighMinOff), highMax = PcpInt(pcp, HotLayout<TArch>.PcpHighMaxOff);
-        int high = PcpInt(pcp, HotLayout<TArch>.PcpHighOff) = Math.Clamp(PcpInt(pcp, HotLayout<TArch>.PcpHighOff), highMin, highMax);
+        int high = PcpInt(pcp, HotLayout<TArch>.PcpHighOff) = Math.Min(Math.Max(PcpInt(pcp, HotLayout<TArch>.PcpHighOff), highMin), highMax);
         if (high < baseBatch)
             return 1;
         ref byte allocFactor = ref *(pcp + HotLayout<TArch>.PcpAllocFactorOff);
@@ -138,6 +138,13 @@ internal sealed unsafe partial class PageAllocator<TArch>
         int high = NrPcpHigh(pcp, zone, batch, freeHigh);
         if (count < high)
             return;
+        FreeToPcpOverHigh(cpu, zone, pcp, batch, high, freeHigh, pindex);
+    }
+
+    /// <summary>The list reached its high mark: return a batch of its coldest pages to the buddy lists (free_pcppages_bulk).</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void FreeToPcpOverHigh(Cpu cpu, Zone zone, byte* pcp, int batch, int high, bool freeHigh, int pindex)
+    {
         if (cpu.DrainRequested)
         {
             DrainLocal(cpu);
@@ -153,7 +160,7 @@ internal sealed unsafe partial class PageAllocator<TArch>
     {
         int highMin = PcpInt(pcp, HotLayout<TArch>.PcpHighMinOff), highMax = PcpInt(pcp, HotLayout<TArch>.PcpHighMaxOff);
         ref int pcpHigh = ref PcpInt(pcp, HotLayout<TArch>.PcpHighOff);
-        int high = pcpHigh = Math.Clamp(pcpHigh, highMin, highMax);
+        int high = pcpHigh = Math.Min(Math.Max(pcpHigh, highMin), highMax);   // clamp (high_min <= high_max by construction)
         if (high == 0)
             return 0;
         short freeCount = *(short*)(pcp + HotLayout<TArch>.PcpFreeCountOff);

@@ -65,6 +65,7 @@ internal sealed unsafe partial class PageAllocator<TArch>
     /// __GFP_HIGH may use half the reserve, a non-blocking __GFP_HIGH (GFP_ATOMIC) 5/8 of it, an OOM victim half
     /// again. Orders above 0 also need a free block of at least that order in a usable list.
     /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)] // the full check: kept out of the order-0 fast path's code
     internal bool WatermarkOk(Zone zone, int order, long mark, int highest, int allocFlags, long free)
     {
         long min = mark;

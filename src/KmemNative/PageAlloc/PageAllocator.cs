@@ -388,14 +388,11 @@ internal sealed unsafe partial class PageAllocator<TArch> where TArch : struct, 
 
         var zone = _zones[MemMap<TArch>.ZoneIdx(p)];
         int mt = PageblockMigratetype(pfn);
-        if (order <= PageSize.CostlyOrder && mt < MigrateTypes.PcpTypes)
+        // Orders the per-CPU lists cache go there; a highatomic pageblock's pages go on the movable list, as
+        // free_frozen_pages() does; isolated pageblocks go straight to the buddy lists.
+        if (order <= PageSize.CostlyOrder && (mt < MigrateTypes.PcpTypes || mt == (int)MigrateType.HighAtomic))
         {
-            FreeToPcp(cpu, zone, pfn, order, mt);
-            return;
-        }
-        if (mt == (int)MigrateType.HighAtomic && order <= PageSize.CostlyOrder)
-        {
-            FreeToPcp(cpu, zone, pfn, order, (int)MigrateType.Movable);
+            FreeToPcp(cpu, zone, pfn, order, mt < MigrateTypes.PcpTypes ? mt : (int)MigrateType.Movable);
             return;
         }
         lock (zone.Lock)
