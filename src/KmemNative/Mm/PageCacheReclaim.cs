@@ -133,10 +133,10 @@ internal sealed unsafe partial class MmSubsystem<TArch>
     /// folio_mkclean(): every PTE mapping the page loses its dirty bit and, in a shared mapping, its write
     /// permission; a dirty PTE dirties the page first. False when an mm or the rmap lock is busy.
     /// </summary>
-    private bool PageMkclean(ulong pfn)
+    private bool PageMkclean(ulong pfn) => Mapcount(pfn) <= 0 || PageMkcleanWalk(pfn);
+
+    private bool PageMkcleanWalk(ulong pfn)
     {
-        if (Mapcount(pfn) <= 0)
-            return true;
         bool ok = true;
         bool walked = RmapWalkTry(pfn, (mm, vma, address, pte) =>
         {

@@ -49,6 +49,12 @@ internal sealed unsafe partial class MmSubsystem<TArch>
         vmFlags = 0;
         if (Mapcount(pfn) <= 0 || MemMap<TArch>.Mapping(Desc(pfn)) == 0)
             return 0;
+        return FolioReferencedWalk(pfn, out vmFlags);
+    }
+
+    // The walk's closure lives in its own method, so that the common unmapped page costs no allocation.
+    private int FolioReferencedWalk(ulong pfn, out VmFlags vmFlags)
+    {
         int referenced = 0;
         bool contended = false;
         VmFlags flags = 0;
@@ -96,10 +102,10 @@ internal sealed unsafe partial class MmSubsystem<TArch>
     /// <paramref name="swapEntry"/> (swap_duplicate(), MM_ANONPAGES → MM_SWAPENTS, the exclusive bit carried into the
     /// swap PTE). A PTE in an mm whose lock is busy, or in a VM_LOCKED VMA, stays. Returns true when no mapping is left.
     /// </summary>
-    internal bool TryToUnmap(Cpu cpu, ulong pfn, ulong swapEntry)
+    internal bool TryToUnmap(Cpu cpu, ulong pfn, ulong swapEntry) => Mapcount(pfn) <= 0 || TryToUnmapWalk(cpu, pfn, swapEntry);
+
+    private bool TryToUnmapWalk(Cpu cpu, ulong pfn, ulong swapEntry)
     {
-        if (Mapcount(pfn) <= 0)
-            return true;
         bool anon = PageAnon(pfn);
         var swap = Swap;
         RmapWalkTry(pfn, (mm, vma, address, pte) =>

@@ -247,6 +247,9 @@ internal sealed unsafe partial class ReclaimSubsystem<TArch>
     /// workingset_eviction(): ages the node and packs the eviction timestamp (pack_shadow(): eviction, memcg id 0,
     /// node 0, the PG_workingset bit) into an xarray value entry for the page's slot.
     /// </summary>
+    /// <summary>The delegate __remove_mapping() is handed, made once (a method group would allocate one per page).</summary>
+    private Func<ulong, ulong>? _workingsetEviction;
+
     private ulong WorkingsetEviction(ulong pfn)
     {
         byte* d = Desc(pfn);

@@ -20,11 +20,10 @@ internal sealed unsafe partial class ReclaimSubsystem<TArch>
     /// </summary>
     private List<ulong> IsolateLruFolios(Cpu cpu, long nrToScan, ScanControl sc, int lru, out long nrScanned)
     {
-        var taken = new List<ulong>();
-        var skipped = new List<ulong>();
+        var taken = new List<ulong>((int)Math.Min(nrToScan, Vmscan.SwapClusterMax));
+        List<ulong>? skipped = null;
         ulong head = LruHead(lru);
         long scan = 0, totalScan = 0, maxSkipped = 0;
-        var zoneTaken = new long[_m.Zones.Count];
         while (scan < nrToScan && !_mm.ListEmpty(head))
         {
             ulong lruVa = MemMap<TArch>.Prev(_mm.ListHost(head));
@@ -36,7 +35,7 @@ internal sealed unsafe partial class ReclaimSubsystem<TArch>
             if (maxSkipped < SwapClusterMaxSkipped && zone > sc.ReclaimIdx)
             {
                 cpu.Events[(int)VmEvent.PgskipDma + (int)TArch.ZoneTypes[zone]]++;
-                skipped.Add(pfn);
+                (skipped ??= []).Add(pfn);
                 maxSkipped++;
                 continue;
             }
@@ -58,12 +57,11 @@ internal sealed unsafe partial class ReclaimSubsystem<TArch>
             }
             MemMap<TArch>.ClearFlag(d, PageFlag.Lru);
             UpdateLruSize(d, lru, -1);
-            zoneTaken[zone]++;
             taken.Add(pfn);
         }
         // Skipped pages go back at the head, in their order.
-        for (int i = skipped.Count - 1; i >= 0; i--)
-            _mm.ListAdd(LruField(_mm.DescVa(skipped[i])), head);
+        for (int i = (skipped?.Count ?? 0) - 1; i >= 0; i--)
+            _mm.ListAdd(LruField(_mm.DescVa(skipped![i])), head);
         nrScanned = totalScan;
         return taken;
     }
@@ -384,7 +382,7 @@ internal sealed unsafe partial class ReclaimSubsystem<TArch>
                 return MemMap<TArch>.Refcount(d) == 1 && mm is not null && FreeOrphan(cpu, pfn, mm) ? FolioOutcome.Freed : FolioOutcome.Keep;
             return RemoveFromSwapCache(cpu, pfn, d, reclaimed: true) ? FolioOutcome.Freed : FolioOutcome.Keep;
         }
-        if (mm is null || !mm.RemoveMapping(cpu, pfn, WorkingsetEviction))
+        if (mm is null || !mm.RemoveMapping(cpu, pfn, _workingsetEviction ??= WorkingsetEviction))
             return FolioOutcome.Keep;
         return FolioOutcome.Freed;
     }

@@ -182,9 +182,14 @@ internal sealed unsafe partial class ReclaimSubsystem<TArch>
             sc.MayDeactivate &= ~Vmscan.DeactivateFile;
         long file = NodeStatRead(NodeStat.NrInactiveFile);
         sc.CacheTrimMode = (file >> sc.Priority) != 0 && (sc.MayDeactivate & Vmscan.DeactivateFile) == 0;
-        long free = _m.Zones.Sum(z => z.FreePages);
+        long free = 0, highWmarks = 0;
+        foreach (var z in _m.Zones)
+        {
+            free += z.FreePages;
+            if (z.Managed != 0)
+                highWmarks += z.WatermarkHigh + z.WatermarkBoost;
+        }
         long fileAll = NodeStatRead(NodeStat.NrActiveFile) + NodeStatRead(NodeStat.NrInactiveFile);
-        long highWmarks = _m.Zones.Where(z => z.Managed != 0).Sum(z => z.WatermarkHigh + z.WatermarkBoost);
         long anon = NodeStatRead(NodeStat.NrInactiveAnon);
         sc.FileIsTiny = fileAll + free <= highWmarks && (sc.MayDeactivate & Vmscan.DeactivateAnon) == 0 && (anon >> sc.Priority) != 0;
     }
@@ -210,7 +215,7 @@ internal sealed unsafe partial class ReclaimSubsystem<TArch>
     /// priority 0, anon only when file is tiny, file only in cache_trim_mode, else the swappiness/cost fraction;
     /// each list's size shifted right by the priority.
     /// </summary>
-    private void GetScanCount(ScanControl sc, long[] nr)
+    private void GetScanCount(ScanControl sc, Span<long> nr)
     {
         const int scanEqual = 0, scanFract = 1, scanAnon = 2, scanFile = 3;
         int balance;
@@ -259,9 +264,10 @@ internal sealed unsafe partial class ReclaimSubsystem<TArch>
     /// </summary>
     private void ShrinkLruvec(Cpu cpu, ScanControl sc)
     {
-        var nr = new long[NrLruLists];
+        Span<long> nr = stackalloc long[NrLruLists];
         GetScanCount(sc, nr);
-        var targets = (long[])nr.Clone();
+        Span<long> targets = stackalloc long[NrLruLists];
+        nr.CopyTo(targets);
         long reclaimed = 0;
         bool proportional = !sc.Kswapd && sc.Priority == Vmscan.DefPriority;
         while (nr[InactiveAnon] != 0 || nr[ActiveFile] != 0 || nr[InactiveFile] != 0)
