@@ -651,6 +651,134 @@ KMEM_API int32_t kmem_munmap(kmem_cpu_t cpu, kmem_process_t p, uint64_t addr, ui
  * before it were touched; kmem_last_fault() has the fault). */
 KMEM_API int64_t kmem_touch(kmem_cpu_t cpu, kmem_process_t p, uint64_t addr, uint64_t len, uint32_t access);
 
+/* ------------------------------------------------------------------------------------------------ MEMORY PRESSURE */
+/* What an allocation does when memory is short, as Linux 6.18 does it (mm/vmscan.c, mm/page_alloc.c's slow path):
+ * the LRU lists of the page cache and of anonymous memory, kswapd, direct reclaim, the flusher, shrinkers, swap,
+ * the OOM killer and the allocation-failure report. These calls create the pressure (a file's page cache, dirty
+ * pages, reclaimable slab, a swap device) and drive reclaim, so that C experiments can study it with the page
+ * allocator calls above (kmem_alloc_pages with GFP_NOWAIT, GFP_NOIO, GFP_NOFS, GFP_KERNEL...) and /proc
+ * ("meminfo", "vmstat": pgscan_*, pgsteal_*, allocstall_*, pswpout..., "swaps", "PID/oom_score").
+ *
+ * Deterministic by design:
+ *   - kswapd runs in STEP MODE: an allocation that drops below a zone's low watermark (any request with
+ *     __GFP_KSWAPD_RECLAIM: GFP_KERNEL, GFP_NOWAIT, GFP_ATOMIC...) only wakes it (kmem_kswapd_pending() == 1);
+ *     kmem_kswapd_step() runs one balance_pgdat() on the caller's CPU. Nothing reclaims behind the caller's back.
+ *   - Block I/O is instantaneous in data terms and completes at the next reclaim pass, on kmem_sync, or when
+ *     someone waits for the page. Dirty file pages are written by the flusher only (reclaim leaves them to it):
+ *     a reclaimer without __GFP_FS does not run it, one without __GFP_IO cannot swap out either.
+ *   - The swap device (one only, "/dev/sda2") lives in HOST memory, outside the arena: kmem_swapon() reserves no
+ *     emulated RAM; a swapped-out page costs 4 KiB of host memory until it is swapped in or freed.
+ *   - A small GFP_NOIO/GFP_NOFS request the kernel would loop on forever ("somebody else will free memory") fails
+ *     after two fruitless rounds with the report, since nothing else runs.
+ * Not modelled: compaction, MGLRU, memcg, NUMA, zswap, readahead, dirty throttling (see src/KmemNative/Reclaim).
+ *
+ * A failed allocation without __GFP_NOWARN prints the kernel's report to the log (kmem_dmesg) and keeps it for
+ * kmem_alloc_failure_report(); a GFP_KERNEL request that finds nothing to reclaim invokes the OOM killer, which
+ * kills the process with the highest badness (its handle then gives -ESRCH) and keeps its report for
+ * kmem_oom_report(). */
+
+/* ---- files and the page cache ---- */
+
+/* Creates a regular file of `size` bytes (contents: a fixed pattern, on its emulated disk) and opens it for reading
+ * and writing: the descriptor (>= 3) in *fd_out. The file has no page cache until it is read or written. 0, -EINVAL
+ * (NULL or empty path, NULL fd_out), -ENOMEM (no memory for the inode or the file). */
+KMEM_API int32_t kmem_file_create(kmem_cpu_t cpu, const char *path, uint64_t size, int32_t *fd_out);
+/* close(): the descriptor goes; the file and its page cache are dropped. 0 or -EBADF. */
+KMEM_API int32_t kmem_file_close(kmem_cpu_t cpu, int32_t fd);
+/* pread(): up to len bytes at off through the page cache (filemap_read: pages missing from it are read in, which
+ * allocates GFP_HIGHUSER_MOVABLE and may reclaim; each page read is marked accessed, so a second read activates it).
+ * Returns the bytes read (0 at or past the end of the file; fewer when the end comes first or memory runs out
+ * after the first page), -EBADF, -ENOMEM (not even one page), -EFAULT (buf NULL with len > 0), -EINVAL (len above
+ * 2^31 - 1). */
+KMEM_API int64_t kmem_file_read(kmem_cpu_t cpu, int32_t fd, uint64_t off, void *buf, uint64_t len);
+/* pwrite(): copies len bytes into the page cache at off and marks the pages dirty (meminfo Dirty:, nr_dirty);
+ * they reach the disk by writeback (the flusher under reclaim, kmem_sync). Files keep their size: bytes past the
+ * end are not written. Returns the bytes written, or the errors of kmem_file_read. */
+KMEM_API int64_t kmem_file_write(kmem_cpu_t cpu, int32_t fd, uint64_t off, const void *buf, uint64_t len);
+/* sync(): writes back every dirty page-cache page and completes the I/O. Returns the pages written (>= 0). */
+KMEM_API int64_t kmem_sync(kmem_cpu_t cpu);
+
+/* ---- swap, kswapd, direct reclaim, drop_caches ---- */
+
+/* swapon: a swap partition of `bytes` (rounded down to pages; the first page is the header, so SwapTotal is one
+ * page less), in host memory. 0, -EINVAL (smaller than two pages), -EBUSY (a swap device exists: one only). */
+KMEM_API int32_t kmem_swapon(kmem_cpu_t cpu, uint64_t bytes);
+/* One run of kswapd (step mode): balance_pgdat() for the pending wakeup (order 0 when none) on cpu, until an
+ * eligible zone is above its high watermark; clears the pending wakeup. Returns the pages reclaimed (0 when the node
+ * was balanced already; pgsteal_kswapd in vmstat). */
+KMEM_API int64_t kmem_kswapd_step(kmem_cpu_t cpu);
+/* 1 when an allocation woke kswapd and it has not run since, 0 otherwise, or -EBADF. */
+KMEM_API int32_t kmem_kswapd_pending(kmem_machine_t m);
+/* try_to_free_pages(): one direct-reclaim invocation as an allocation of `order` with `gfp` would make it (its
+ * __GFP_IO/__GFP_FS and the CPU's memalloc scope decide what it may touch), without allocating anything. Returns
+ * the pages reclaimed (>= 0), -EINVAL (order outside 0..10). */
+KMEM_API int64_t kmem_try_to_free_pages(kmem_cpu_t cpu, kmem_gfp_t gfp, int32_t order);
+/* echo mode > /proc/sys/vm/drop_caches: 1 frees the clean, unmapped page cache, 2 the reclaimable slab objects
+ * (every shrinker: dentries, inodes, the driver pool), 3 both, 4 only silences the log line. Dirty pages stay (run
+ * kmem_sync first, as with the real file). Returns the pages freed, or -EINVAL for a mode outside 1..4. */
+KMEM_API int64_t kmem_drop_caches(kmem_cpu_t cpu, int32_t mode);
+/* lru_add_drain_all(): pages waiting in the CPUs' lru_add batches (up to 31 each) go onto the LRU lists now, where
+ * reclaim can see them. 0 or -EBADF. */
+KMEM_API int32_t kmem_lru_add_drain(kmem_cpu_t cpu);
+
+/* ---- reclaimable slab ---- */
+
+/* Fills the emulated file system's dentry and inode caches with `count` unused entries (as a directory walk leaves
+ * them), allocated with gfp: reclaimable slab that only the file-system shrinker frees, and only for a reclaimer
+ * with __GFP_FS. Returns how many were added (fewer when memory ran out), -EINVAL for a negative count. */
+KMEM_API int32_t kmem_dcache_fill(kmem_cpu_t cpu, int32_t count, kmem_gfp_t gfp);
+/* Fills the emulated driver pool (reclaimable slab behind a shrinker that needs __GFP_IO but not __GFP_FS) with
+ * `count` objects. Returns how many were added, -EINVAL for a negative count. */
+KMEM_API int32_t kmem_driver_pool_fill(kmem_cpu_t cpu, int32_t count, kmem_gfp_t gfp);
+
+/* ---- the OOM killer's view of a process ---- */
+
+/* echo adj > /proc/PID/oom_score_adj: -1000 (OOM_SCORE_ADJ_MIN: never chosen) .. 1000 (chosen first). 0, -EINVAL
+ * (outside -1000..1000, or a process of another machine), -EBADF, -ESRCH. */
+KMEM_API int32_t kmem_process_set_oom_score_adj(kmem_cpu_t cpu, kmem_process_t p, int32_t adj);
+/* /proc/PID/oom_score into *out: 1000 + oom_badness() * 1000 / totalpages (about 1000 plus the process's share
+ * of memory in per mille, shifted by oom_score_adj), 0 for a process that is never chosen (adj -1000). 0, -EINVAL
+ * (NULL out), -EBADF, -ESRCH. */
+KMEM_API int32_t kmem_process_oom_score(kmem_cpu_t cpu, kmem_process_t p, int64_t *out);
+
+/* ---- CPU context: who may sleep, what reclaim may do ---- */
+/* The state lives on the emulated CPU (preempt_count, EFLAGS.IF, current->flags) and applies to every call made on
+ * it until changed back. In atomic context (interrupts off, inside a handler) an allocation with
+ * __GFP_DIRECT_RECLAIM is a bug: the kernel's "BUG: sleeping function called from invalid context" goes to the
+ * log, then the allocation proceeds, as in the kernel. Use GFP_ATOMIC / GFP_NOWAIT there. Unbalanced calls fail
+ * with -EINVAL and change nothing; they never abort. */
+
+/* irq_enter(): an interrupt handler starts on cpu (hardirq count up, interrupts off while it runs; nests). */
+KMEM_API int32_t kmem_irq_enter(kmem_cpu_t cpu);
+/* irq_exit(): the handler returns; the interrupted context's interrupt state comes back. -EINVAL outside a handler. */
+KMEM_API int32_t kmem_irq_exit(kmem_cpu_t cpu);
+/* local_irq_disable() / local_irq_enable(). Enabling inside an interrupt handler is -EINVAL (irq_exit restores the
+ * state instead); enabling when already enabled does nothing, as in the kernel. */
+KMEM_API int32_t kmem_local_irq_disable(kmem_cpu_t cpu);
+KMEM_API int32_t kmem_local_irq_enable(kmem_cpu_t cpu);
+/* memalloc_noio_save(): from now on every allocation on cpu behaves as GFP_NOIO (no __GFP_IO, no __GFP_FS: no
+ * swap-out, no writeback, no shrinker that does I/O), whatever flags it passes. The cookie for the matching
+ * restore in *flags (scopes nest: the inner restore keeps the outer scope). 0, -EINVAL (NULL flags), -EBADF. */
+KMEM_API int32_t kmem_memalloc_noio_save(kmem_cpu_t cpu, uint32_t *flags);
+KMEM_API int32_t kmem_memalloc_noio_restore(kmem_cpu_t cpu, uint32_t flags);
+/* memalloc_nofs_save() / restore(): the same for GFP_NOFS (no __GFP_FS: the file-system shrinker and the flusher
+ * are left alone). */
+KMEM_API int32_t kmem_memalloc_nofs_save(kmem_cpu_t cpu, uint32_t *flags);
+KMEM_API int32_t kmem_memalloc_nofs_restore(kmem_cpu_t cpu, uint32_t flags);
+/* current_gfp_context(gfp): the flags an allocation with gfp runs with in cpu's memalloc scope (>= 0), or -EBADF. */
+KMEM_API int64_t kmem_current_gfp_context(kmem_cpu_t cpu, kmem_gfp_t gfp);
+
+/* ---- reports (snprintf-style, like the views) ---- */
+
+/* The last allocation-failure report: "COMM: page allocation failure: order:N, mode:0x...(FLAGS),
+ * nodemask=(null)" and the Mem-Info summary. -ENOENT while no allocation has failed with a warning. */
+KMEM_API int64_t kmem_alloc_failure_report(kmem_machine_t m, char *buf, size_t size);
+/* How many allocation-failure reports were printed (>= 0): compare before and after a call. */
+KMEM_API int64_t kmem_alloc_failure_count(kmem_machine_t m);
+/* The last OOM killer report ("invoked oom-killer" to the kill or "no killable processes"). -ENOENT while the OOM
+ * killer has not run. */
+KMEM_API int64_t kmem_oom_report(kmem_machine_t m, char *buf, size_t size);
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif
