@@ -103,7 +103,7 @@ typedef uint32_t kmem_gfp_t;
 #define KMEM_EFAULT 14     /* bad address: page fault, not RAM, not a linear-map address, outside the arena */
 #define KMEM_EBUSY 16      /* CPU held by another thread; cache still has objects; process running elsewhere */
 #define KMEM_EEXIST 17     /* a cache of that name exists */
-#define KMEM_ENOENT 2      /* no such /proc file */
+#define KMEM_ENOENT 2      /* no such /proc file; no report yet (kmem_alloc_failure_report, kmem_oom_report) */
 #define KMEM_EINVAL 22     /* invalid argument: bad order, GFP bits, size, flags; invalid or double free */
 #define KMEM_ENOSPC 28     /* handle table full */
 #define KMEM_ENOSYS 38     /* not implemented */
@@ -574,9 +574,9 @@ KMEM_API int32_t kmem_tlb_stats(kmem_cpu_t cpu, struct kmem_tlb_stats *out);
  * (without the NUL); when it is >= size the text was truncated (still NUL-terminated when size > 0) and a
  * buffer of return value + 1 bytes holds it. buf may be NULL when size is 0. Negative errno on failure. */
 
-/* /proc files: "buddyinfo", "pagetypeinfo", "zoneinfo", "meminfo", "vmstat", "slabinfo",
- * and per process "PID/maps", "PID/smaps", "PID/smaps_rollup", "PID/status", "PID/statm", "PID/stat"
- * (kmem_process_pid). -ENOENT for an unknown name or pid. */
+/* /proc files: "buddyinfo", "pagetypeinfo", "zoneinfo", "meminfo", "vmstat", "slabinfo", "swaps",
+ * and per process "PID/maps", "PID/smaps", "PID/smaps_rollup", "PID/status", "PID/statm", "PID/stat",
+ * "PID/oom_score", "PID/oom_score_adj" (kmem_process_pid). -ENOENT for an unknown name or pid. */
 KMEM_API int64_t kmem_proc_read(kmem_machine_t m, const char *name, char *buf, size_t size);
 
 /* The kernel's ptdump of init_mm (/sys/kernel/debug/page_tables/kernel). */
