@@ -713,7 +713,7 @@ KMEM_API int32_t kmem_kswapd_pending(kmem_machine_t m);
  * __GFP_IO/__GFP_FS and the CPU's memalloc scope decide what it may touch), without allocating anything. Returns
  * the pages reclaimed (>= 0), -EINVAL (order outside 0..10). */
 KMEM_API int64_t kmem_try_to_free_pages(kmem_cpu_t cpu, kmem_gfp_t gfp, int32_t order);
-/* echo mode > /proc/sys/vm/drop_caches: 1 frees the clean, unmapped page cache, 2 the reclaimable slab objects
+/* echo mode > /proc/sys/vm/drop_caches: 1 frees the clean, unused page cache, 2 the reclaimable slab objects
  * (every shrinker: dentries, inodes, the driver pool), 3 both, 4 only silences the log line. Dirty pages stay (run
  * kmem_sync first, as with the real file). Returns the pages freed, or -EINVAL for a mode outside 1..4. */
 KMEM_API int64_t kmem_drop_caches(kmem_cpu_t cpu, int32_t mode);

@@ -66,8 +66,8 @@ const char *proc(kmem_machine_t m, const char *name)
     X(process_fork_cow) X(process_fork_cow_i386) X(process_errors) X(process_busy_cpu)             \
     X(pressure_gfp) X(pressure_gfp_i386) X(pressure_nofs) X(pressure_kswapd) X(pressure_kswapd_i386) \
     X(pressure_try_to_free_pages) X(pressure_drop_caches) X(pressure_drop_caches_i386)              \
-    X(pressure_file_rw) X(pressure_swapon) X(pressure_oom_score) X(pressure_context)                \
-    X(pressure_bad_handles)
+    X(pressure_file_rw) X(pressure_swapon) X(pressure_oom_score) X(pressure_oom_kill)              \
+    X(pressure_context) X(pressure_bad_handles)
 
 #define DECLARE(n) void test_##n(void);
 TESTS(DECLARE)

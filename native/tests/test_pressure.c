@@ -339,6 +339,40 @@ void test_pressure_oom_score(void)
     CHECK(kmem_machine_destroy(m) == 0);
 }
 
+/* More anonymous memory than RAM and swap hold: the OOM killer chooses the process oom_score_adj 1000 made the
+ * first candidate, its handle gives -ESRCH afterwards, and the report says why. */
+void test_pressure_oom_kill(void)
+{
+    kmem_machine_t m = boot(KMEM_ARCH_X86_64, 64ull << 20, 1, 0, NULL);
+    kmem_cpu_t c = cpu_of(m, 0);
+    kmem_process_t hog, bystander;
+    uint64_t a, b;
+    int64_t score = -1, rc;
+    static char text[1 << 16];
+    char killed[64];
+    CHECK(kmem_swapon(c, 8ull << 20) == 0);
+    CHECK(kmem_process_create(c, "bystander", &bystander) == 0);
+    CHECK(kmem_process_set_oom_score_adj(c, bystander, 1000) == 0);
+    snprintf(killed, sizeof killed, "Killed process %d (bystander)", kmem_process_pid(bystander));
+    CHECK(kmem_process_create(c, "hog", &hog) == 0);
+    CHECK(kmem_mmap(c, hog, 0, 40ull << 20, KMEM_PROT_READ | KMEM_PROT_WRITE, KMEM_MAP_PRIVATE | KMEM_MAP_ANONYMOUS, &a) == 0);
+    CHECK(kmem_mmap(c, hog, 0, 40ull << 20, KMEM_PROT_READ | KMEM_PROT_WRITE, KMEM_MAP_PRIVATE | KMEM_MAP_ANONYMOUS, &b) == 0);
+    rc = kmem_touch(c, hog, a, 40ull << 20, KMEM_ACCESS_WRITE);
+    if (rc >= 0)
+        rc = kmem_touch(c, hog, b, 40ull << 20, KMEM_ACCESS_WRITE);
+    /* Either the hog got through after the bystander died or it was killed next (SIGKILL in its fault). */
+    CHECK(rc >= 0 || (rc == -KMEM_ENOMEM && strstr(kmem_last_error(), "SIGKILL") != NULL));
+    CHECK(vmstat(m, "oom_kill") >= 1);
+    CHECK(vmstat(m, "pswpout") > 0); /* swap was used before anyone was killed */
+    CHECK_ERR(kmem_process_oom_score(c, bystander, &score), KMEM_ESRCH, "has exited");
+    CHECK_ERR(kmem_process_oom_score(c, bystander, &score), KMEM_EBADF, NULL); /* the handle was retired */
+    CHECK(kmem_dmesg(m, text, sizeof text) > 0 && strstr(text, killed) != NULL);
+    CHECK(kmem_oom_report(m, text, sizeof text) > 0 && strstr(text, "invoked oom-killer") != NULL);
+    CHECK(kmem_oom_report(m, NULL, 0) == (int64_t)strlen(text));
+    CHECK(kmem_check(m) == 0);
+    CHECK(kmem_machine_destroy(m) == 0);
+}
+
 /* The CPU context switches: balanced use, atomic context, and unbalanced calls as -EINVAL. */
 void test_pressure_context(void)
 {
