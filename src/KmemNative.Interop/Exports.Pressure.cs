@@ -215,36 +215,27 @@ internal static unsafe partial class Exports
     // ---- reclaimable slab ----------------------------------------------------------------------------
 
     [UnmanagedCallersOnly(EntryPoint = "kmem_dcache_fill")]
-    public static int DcacheFill(CpuHandle cpu, int count, uint gfp)
-    {
-        try
-        {
-            if (RunOn(cpu, "kmem_dcache_fill") is not { } c)
-                return LastError.Code;
-            if (count < 0)
-                return LastError.Set(Errno.EINVAL, $"kmem_dcache_fill: count {count} is negative");
-            return c.M.Machine.DcacheFill(c.Cpu, count, (Gfp)gfp);
-        }
-        catch (Exception e)
-        {
-            return LastError.Set(e, "kmem_dcache_fill");
-        }
-    }
+    public static int DcacheFill(CpuHandle cpu, int count, uint gfp) =>
+        FillCache(cpu, count, gfp, "kmem_dcache_fill", static (m, c, n, g) => m.DcacheFill(c, n, g));
 
     [UnmanagedCallersOnly(EntryPoint = "kmem_driver_pool_fill")]
-    public static int DriverPoolFill(CpuHandle cpu, int count, uint gfp)
+    public static int DriverPoolFill(CpuHandle cpu, int count, uint gfp) =>
+        FillCache(cpu, count, gfp, "kmem_driver_pool_fill", static (m, c, n, g) => m.DriverPoolFill(c, n, g));
+
+    /// <summary>Adds <paramref name="count"/> objects to a shrinkable cache; returns how many were added.</summary>
+    private static int FillCache(CpuHandle cpu, int count, uint gfp, string function, Func<Machine, Cpu, int, Gfp, int> fill)
     {
         try
         {
-            if (RunOn(cpu, "kmem_driver_pool_fill") is not { } c)
+            if (RunOn(cpu, function) is not { } c)
                 return LastError.Code;
             if (count < 0)
-                return LastError.Set(Errno.EINVAL, $"kmem_driver_pool_fill: count {count} is negative");
-            return c.M.Machine.DriverPoolFill(c.Cpu, count, (Gfp)gfp);
+                return LastError.Set(Errno.EINVAL, $"{function}: count {count} is negative");
+            return fill(c.M.Machine, c.Cpu, count, (Gfp)gfp);
         }
         catch (Exception e)
         {
-            return LastError.Set(e, "kmem_driver_pool_fill");
+            return LastError.Set(e, function);
         }
     }
 
