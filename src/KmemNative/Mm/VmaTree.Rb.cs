@@ -19,72 +19,38 @@ internal sealed unsafe partial class MmSubsystem<TArch>
             if (RbIsBlack(parent))
                 break;
             ulong gparent = Pc(parent) & ~3UL;
-            ulong tmp = RbRight(gparent);
-            if (parent != tmp)
+            // lib/rbtree.c writes the two mirror cases out; here 'side' is the parent's side under gparent.
+            int side = parent != RbRight(gparent) ? RbLeftSlot : RbRightSlot, other = 3 - side;
+            ulong tmp = RbChild(gparent, other);
+            if (tmp != 0 && RbIsRed(tmp))
             {
-                if (tmp != 0 && RbIsRed(tmp))
-                {
-                    RbSetParentColor(tmp, gparent, RbBlack);
-                    RbSetParentColor(parent, gparent, RbBlack);
-                    node = gparent;
-                    parent = RbParent(node);
-                    RbSetParentColor(node, parent, RbRed);
-                    continue;
-                }
-                tmp = RbRight(parent);
-                if (node == tmp)
-                {
-                    tmp = RbLeft(node);
-                    SetRight(parent, tmp);
-                    SetLeft(node, parent);
-                    if (tmp != 0)
-                        RbSetParentColor(tmp, parent, RbBlack);
-                    RbSetParentColor(parent, node, RbRed);
-                    AugmentRotate(parent, node);
-                    parent = node;
-                    tmp = RbRight(node);
-                }
-                SetLeft(gparent, tmp);
-                SetRight(parent, gparent);
-                if (tmp != 0)
-                    RbSetParentColor(tmp, gparent, RbBlack);
-                RotateSetParents(gparent, parent, mm, RbRed);
-                AugmentRotate(gparent, parent);
-                break;
+                RbSetParentColor(tmp, gparent, RbBlack);
+                RbSetParentColor(parent, gparent, RbBlack);
+                node = gparent;
+                parent = RbParent(node);
+                RbSetParentColor(node, parent, RbRed);
+                continue;
             }
-            else
+            tmp = RbChild(parent, other);
+            if (node == tmp)
             {
-                tmp = RbLeft(gparent);
-                if (tmp != 0 && RbIsRed(tmp))
-                {
-                    RbSetParentColor(tmp, gparent, RbBlack);
-                    RbSetParentColor(parent, gparent, RbBlack);
-                    node = gparent;
-                    parent = RbParent(node);
-                    RbSetParentColor(node, parent, RbRed);
-                    continue;
-                }
-                tmp = RbLeft(parent);
-                if (node == tmp)
-                {
-                    tmp = RbRight(node);
-                    SetLeft(parent, tmp);
-                    SetRight(node, parent);
-                    if (tmp != 0)
-                        RbSetParentColor(tmp, parent, RbBlack);
-                    RbSetParentColor(parent, node, RbRed);
-                    AugmentRotate(parent, node);
-                    parent = node;
-                    tmp = RbLeft(node);
-                }
-                SetRight(gparent, tmp);
-                SetLeft(parent, gparent);
+                tmp = RbChild(node, side);
+                SetChild(parent, other, tmp);
+                SetChild(node, side, parent);
                 if (tmp != 0)
-                    RbSetParentColor(tmp, gparent, RbBlack);
-                RotateSetParents(gparent, parent, mm, RbRed);
-                AugmentRotate(gparent, parent);
-                break;
+                    RbSetParentColor(tmp, parent, RbBlack);
+                RbSetParentColor(parent, node, RbRed);
+                AugmentRotate(parent, node);
+                parent = node;
+                tmp = RbChild(node, other);
             }
+            SetChild(gparent, side, tmp);
+            SetChild(parent, other, gparent);
+            if (tmp != 0)
+                RbSetParentColor(tmp, gparent, RbBlack);
+            RotateSetParents(gparent, parent, mm, RbRed);
+            AugmentRotate(gparent, parent);
+            break;
         }
     }
 
@@ -170,112 +136,59 @@ internal sealed unsafe partial class MmSubsystem<TArch>
         ulong node = 0, sibling, tmp1, tmp2;
         while (true)
         {
-            sibling = RbRight(parent);
-            if (node != sibling)
+            // lib/rbtree.c writes the two mirror cases out; here 'side' is node's side under parent (node may be
+            // NULL: it is the left child unless parent's right slot is NULL too).
+            int side = node != RbRight(parent) ? RbLeftSlot : RbRightSlot, other = 3 - side;
+            sibling = RbChild(parent, other);
+            if (RbIsRed(sibling))
             {
-                if (RbIsRed(sibling))
-                {
-                    tmp1 = RbLeft(sibling);
-                    SetRight(parent, tmp1);
-                    SetLeft(sibling, parent);
-                    RbSetParentColor(tmp1, parent, RbBlack);
-                    RotateSetParents(parent, sibling, mm, RbRed);
-                    AugmentRotate(parent, sibling);
-                    sibling = tmp1;
-                }
-                tmp1 = RbRight(sibling);
-                if (tmp1 == 0 || RbIsBlack(tmp1))
-                {
-                    tmp2 = RbLeft(sibling);
-                    if (tmp2 == 0 || RbIsBlack(tmp2))
-                    {
-                        RbSetParentColor(sibling, parent, RbRed);
-                        if (RbIsRed(parent))
-                        {
-                            RbSetBlack(parent);
-                        }
-                        else
-                        {
-                            node = parent;
-                            parent = RbParent(node);
-                            if (parent != 0)
-                                continue;
-                        }
-                        break;
-                    }
-                    tmp1 = RbRight(tmp2);
-                    SetLeft(sibling, tmp1);
-                    SetRight(tmp2, sibling);
-                    SetRight(parent, tmp2);
-                    if (tmp1 != 0)
-                        RbSetParentColor(tmp1, sibling, RbBlack);
-                    AugmentRotate(sibling, tmp2);
-                    tmp1 = sibling;
-                    sibling = tmp2;
-                }
-                tmp2 = RbLeft(sibling);
-                SetRight(parent, tmp2);
-                SetLeft(sibling, parent);
-                RbSetParentColor(tmp1, sibling, RbBlack);
-                if (tmp2 != 0)
-                    RbSetParent(tmp2, parent);
-                RotateSetParents(parent, sibling, mm, RbBlack);
+                tmp1 = RbChild(sibling, side);
+                SetChild(parent, other, tmp1);
+                SetChild(sibling, side, parent);
+                RbSetParentColor(tmp1, parent, RbBlack);
+                RotateSetParents(parent, sibling, mm, RbRed);
                 AugmentRotate(parent, sibling);
-                break;
+                sibling = tmp1;
             }
-            else
+            tmp1 = RbChild(sibling, other);
+            if (tmp1 == 0 || RbIsBlack(tmp1))
             {
-                sibling = RbLeft(parent);
-                if (RbIsRed(sibling))
+                tmp2 = RbChild(sibling, side);
+                if (tmp2 == 0 || RbIsBlack(tmp2))
                 {
-                    tmp1 = RbRight(sibling);
-                    SetLeft(parent, tmp1);
-                    SetRight(sibling, parent);
-                    RbSetParentColor(tmp1, parent, RbBlack);
-                    RotateSetParents(parent, sibling, mm, RbRed);
-                    AugmentRotate(parent, sibling);
-                    sibling = tmp1;
-                }
-                tmp1 = RbLeft(sibling);
-                if (tmp1 == 0 || RbIsBlack(tmp1))
-                {
-                    tmp2 = RbRight(sibling);
-                    if (tmp2 == 0 || RbIsBlack(tmp2))
+                    RbSetParentColor(sibling, parent, RbRed);
+                    if (RbIsRed(parent))
                     {
-                        RbSetParentColor(sibling, parent, RbRed);
-                        if (RbIsRed(parent))
-                        {
-                            RbSetBlack(parent);
-                        }
-                        else
-                        {
-                            node = parent;
-                            parent = RbParent(node);
-                            if (parent != 0)
-                                continue;
-                        }
-                        break;
+                        RbSetBlack(parent);
                     }
-                    tmp1 = RbLeft(tmp2);
-                    SetRight(sibling, tmp1);
-                    SetLeft(tmp2, sibling);
-                    SetLeft(parent, tmp2);
-                    if (tmp1 != 0)
-                        RbSetParentColor(tmp1, sibling, RbBlack);
-                    AugmentRotate(sibling, tmp2);
-                    tmp1 = sibling;
-                    sibling = tmp2;
+                    else
+                    {
+                        node = parent;
+                        parent = RbParent(node);
+                        if (parent != 0)
+                            continue;
+                    }
+                    break;
                 }
-                tmp2 = RbRight(sibling);
-                SetLeft(parent, tmp2);
-                SetRight(sibling, parent);
-                RbSetParentColor(tmp1, sibling, RbBlack);
-                if (tmp2 != 0)
-                    RbSetParent(tmp2, parent);
-                RotateSetParents(parent, sibling, mm, RbBlack);
-                AugmentRotate(parent, sibling);
-                break;
+                tmp1 = RbChild(tmp2, other);
+                SetChild(sibling, side, tmp1);
+                SetChild(tmp2, other, sibling);
+                SetChild(parent, other, tmp2);
+                if (tmp1 != 0)
+                    RbSetParentColor(tmp1, sibling, RbBlack);
+                AugmentRotate(sibling, tmp2);
+                tmp1 = sibling;
+                sibling = tmp2;
             }
+            tmp2 = RbChild(sibling, side);
+            SetChild(parent, other, tmp2);
+            SetChild(sibling, side, parent);
+            RbSetParentColor(tmp1, sibling, RbBlack);
+            if (tmp2 != 0)
+                RbSetParent(tmp2, parent);
+            RotateSetParents(parent, sibling, mm, RbBlack);
+            AugmentRotate(parent, sibling);
+            break;
         }
     }
 }

@@ -32,6 +32,13 @@ internal sealed unsafe partial class MmSubsystem<TArch>
 
     private void SetLeft(ulong n, ulong v) => TArch.StoreLong(Node(n) + 2 * TArch.PointerSize, v);
 
+    /// <summary>rb_node's child slots by their word index: rb_right is word 1, rb_left word 2; the mirror of a side is 3 - side.</summary>
+    private const int RbRightSlot = 1, RbLeftSlot = 2;
+
+    private ulong RbChild(ulong n, int side) => TArch.LoadLong(Node(n) + side * TArch.PointerSize);
+
+    private void SetChild(ulong n, int side, ulong v) => TArch.StoreLong(Node(n) + side * TArch.PointerSize, v);
+
     private ulong RbParent(ulong n) => Pc(n) & ~3UL;
 
     private bool RbIsBlack(ulong n) => (Pc(n) & 1) != 0;
