@@ -357,21 +357,9 @@ internal static unsafe partial class Exports
     // ---- reports -------------------------------------------------------------------------------------
 
     [UnmanagedCallersOnly(EntryPoint = "kmem_alloc_failure_report")]
-    public static long AllocFailureReport(MachineHandle h, byte* buf, nuint size)
-    {
-        try
-        {
-            if (Handles.Machine(h) is not { } m)
-                return LastError.BadHandle("kmem_alloc_failure_report", "machine");
-            return m.Machine.LastAllocFailureReport is { } report
-                ? WriteText(report, buf, size)
-                : LastError.Set(Errno.ENOENT, "kmem_alloc_failure_report: no allocation has failed with a warning on this machine");
-        }
-        catch (Exception e)
-        {
-            return LastError.Set(e, "kmem_alloc_failure_report");
-        }
-    }
+    public static long AllocFailureReport(MachineHandle h, byte* buf, nuint size) =>
+        CopyReport(h, buf, size, "kmem_alloc_failure_report", static m => m.LastAllocFailureReport,
+            "no allocation has failed with a warning on this machine");
 
     [UnmanagedCallersOnly(EntryPoint = "kmem_alloc_failure_count")]
     public static long AllocFailureCount(MachineHandle h)
@@ -387,19 +375,21 @@ internal static unsafe partial class Exports
     }
 
     [UnmanagedCallersOnly(EntryPoint = "kmem_oom_report")]
-    public static long OomReport(MachineHandle h, byte* buf, nuint size)
+    public static long OomReport(MachineHandle h, byte* buf, nuint size) =>
+        CopyReport(h, buf, size, "kmem_oom_report", static m => m.LastOomReport, "the OOM killer has not run on this machine");
+
+    /// <summary>A machine's last report into the caller's buffer (snprintf-style), or -ENOENT while there is none.</summary>
+    private static long CopyReport(MachineHandle h, byte* buf, nuint size, string function, Func<Machine, string?> report, string none)
     {
         try
         {
             if (Handles.Machine(h) is not { } m)
-                return LastError.BadHandle("kmem_oom_report", "machine");
-            return m.Machine.LastOomReport is { } report
-                ? WriteText(report, buf, size)
-                : LastError.Set(Errno.ENOENT, "kmem_oom_report: the OOM killer has not run on this machine");
+                return LastError.BadHandle(function, "machine");
+            return report(m.Machine) is { } text ? WriteText(text, buf, size) : LastError.Set(Errno.ENOENT, $"{function}: {none}");
         }
         catch (Exception e)
         {
-            return LastError.Set(e, "kmem_oom_report");
+            return LastError.Set(e, function);
         }
     }
 }
