@@ -51,6 +51,27 @@ internal static class CliValues
             ? ulong.TryParse(text.AsSpan(2), NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out value)
             : ulong.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out value);
 
+    /// <summary>A length in bytes: a number with an optional K/M/G suffix.</summary>
+    public static ulong ParseLength(string text)
+    {
+        try
+        {
+            return MachineConfig.ParseSize(text);
+        }
+        catch (MachineConfigException)
+        {
+            throw new UsageException($"'{text}' is not a length (expected e.g. 4096, 0x1000, 64K)");
+        }
+    }
+
+    /// <summary>on/off (also 1/0, true/false), any case.</summary>
+    public static bool ParseOnOff(string text) => text.ToLowerInvariant() switch
+    {
+        "on" or "1" or "true" => true,
+        "off" or "0" or "false" => false,
+        _ => throw new UsageException($"'{text}' is not on or off"),
+    };
+
     /// <summary>The kernel's <c>%#lx</c>: 0x and lower-case hex.</summary>
     public static string Hex(ulong value) => "0x" + value.ToString("x", CultureInfo.InvariantCulture);
 }

@@ -39,7 +39,7 @@ internal sealed class MmCommands : ICommandModule
         {
             var pid = PidArg(b);
             var addr = b.Argument("ADDR", "0, a hint, or the address with MAP_FIXED", CliValues.ParseAddress);
-            var len = b.Argument("LEN", LenHelp, ParseLength);
+            var len = b.Argument("LEN", LenHelp, CliValues.ParseLength);
             var prot = b.Argument("PROT", "PROT_READ|PROT_WRITE|PROT_EXEC, PROT_NONE or a number", ParseProt);
             var flags = b.Argument("FLAGS", "MAP_PRIVATE|MAP_ANONYMOUS, MAP_SHARED, MAP_FIXED, MAP_POPULATE... or a number", ParseMapFlags);
             var fd = b.OptionalArgument("FD", "A descriptor from file_create (ignored with MAP_ANONYMOUS) [default: -1]", ParseFd, -1);
@@ -64,7 +64,7 @@ internal sealed class MmCommands : ICommandModule
         {
             var pid = PidArg(b);
             var addr = b.Argument("ADDR", AddrHelp, CliValues.ParseAddress);
-            var len = b.Argument("LEN", LenHelp, ParseLength);
+            var len = b.Argument("LEN", LenHelp, CliValues.ParseLength);
             var cpu = CpuOption(b);
             b.UsesMachine();
             return ctx =>
@@ -79,7 +79,7 @@ internal sealed class MmCommands : ICommandModule
         {
             var pid = PidArg(b);
             var addr = b.Argument("ADDR", AddrHelp, CliValues.ParseAddress);
-            var len = b.Argument("LEN", LenHelp, ParseLength);
+            var len = b.Argument("LEN", LenHelp, CliValues.ParseLength);
             var prot = b.Argument("PROT", "PROT_READ|PROT_WRITE|PROT_EXEC, PROT_NONE or a number", ParseProt);
             var cpu = CpuOption(b);
             b.UsesMachine();
@@ -128,7 +128,7 @@ internal sealed class MmCommands : ICommandModule
         {
             var pid = PidArg(b);
             var addr = b.Argument("ADDR", AddrHelp, CliValues.ParseAddress);
-            var len = b.Argument("LEN", LenHelp, ParseLength);
+            var len = b.Argument("LEN", LenHelp, CliValues.ParseLength);
             var advice = b.Argument("ADVICE", "MADV_DONTNEED, MADV_NORMAL, MADV_RANDOM, MADV_SEQUENTIAL, MADV_WILLNEED, MADV_DONTFORK, MADV_DOFORK, MADV_WIPEONFORK, MADV_KEEPONFORK", ParseMadvise);
             var cpu = CpuOption(b);
             b.UsesMachine();
@@ -145,7 +145,7 @@ internal sealed class MmCommands : ICommandModule
         {
             var pid = PidArg(b);
             var addr = b.Argument("ADDR", AddrHelp, CliValues.ParseAddress);
-            var len = b.Argument("LEN", LenHelp, ParseLength);
+            var len = b.Argument("LEN", LenHelp, CliValues.ParseLength);
             var access = b.Argument("ACCESS", "read, write or exec", ParseAccess);
             var value = b.Option("--value", "The byte a write stores [default: 0]", t => ParseByte(t), "N", () => (byte)0);
             var cpu = CpuOption(b);
@@ -251,7 +251,7 @@ internal sealed class MmCommands : ICommandModule
         registry.Add("file_create", "file_create NAME SIZE: a regular file to map (contents: a fixed pattern); result: its descriptor", b =>
         {
             var name = b.Argument("NAME", "The path /proc/PID/maps shows (e.g. /data/file)");
-            var size = b.Argument("SIZE", LenHelp, ParseLength);
+            var size = b.Argument("SIZE", LenHelp, CliValues.ParseLength);
             var ro = b.Flag("--readonly", "Open it O_RDONLY (MAP_SHARED with PROT_WRITE then fails with EACCES)");
             var cpu = CpuOption(b);
             b.UsesMachine();
@@ -410,23 +410,10 @@ internal sealed class MmCommands : ICommandModule
         _ => throw new UsageException($"'{text}' is not read, write or exec"),
     };
 
-    /// <summary>A length: a number with an optional K/M/G suffix.</summary>
-    internal static ulong ParseLength(string text)
-    {
-        try
-        {
-            return MachineConfig.ParseSize(text);
-        }
-        catch (MachineConfigException)
-        {
-            throw new UsageException($"'{text}' is not a length (expected e.g. 4096, 0x1000, 64K)");
-        }
-    }
-
     private static long ParseSignedLength(string text)
     {
         bool neg = text.StartsWith('-');
-        ulong v = ParseLength(neg ? text[1..] : text);
+        ulong v = CliValues.ParseLength(neg ? text[1..] : text);
         if (v > long.MaxValue)
             throw new UsageException($"'{text}' is too large");
         return neg ? -(long)v : (long)v;

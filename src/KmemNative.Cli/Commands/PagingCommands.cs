@@ -97,7 +97,7 @@ internal sealed class PagingCommands : ICommandModule
                 {
                     try
                     {
-                        return r.Tokens.Count == 0 ? 256 : ParseLength(r.Tokens[0].Value);
+                        return r.Tokens.Count == 0 ? 256 : CliValues.ParseLength(r.Tokens[0].Value);
                     }
                     catch (UsageException e)
                     {
@@ -183,7 +183,7 @@ internal sealed class PagingCommands : ICommandModule
     {
         registry.Add("vmalloc", "vmalloc(SIZE): virtually contiguous memory from scattered pages; result: its address", b =>
         {
-            var size = b.Argument("SIZE", "Bytes (a number with an optional K/M suffix)", ParseLength);
+            var size = b.Argument("SIZE", "Bytes (a number with an optional K/M suffix)", CliValues.ParseLength);
             b.UsesMachine();
             return ctx =>
             {
@@ -260,7 +260,7 @@ internal sealed class PagingCommands : ICommandModule
         registry.Add("read", "read ADDR SIZE: load through the MMU as the kernel (SIZE 1, 2, 4 or 8: a number; other sizes: xxd lines)", b =>
         {
             var addr = b.Argument("ADDR", AddrHelp, CliValues.ParseAddress);
-            var size = b.Argument("SIZE", "Bytes", ParseLength);
+            var size = b.Argument("SIZE", "Bytes", CliValues.ParseLength);
             var user = b.Flag("--user", "Access with user privilege (CPL 3)");
             var cpu = CpuOption(b);
             b.UsesMachine();
@@ -341,8 +341,8 @@ internal sealed class PagingCommands : ICommandModule
         registry.Add("tlb", "Show a CPU's TLB: control registers, hit/miss/walk/flush counts and the valid entries", b =>
         {
             var cpu = CpuOption(b);
-            var debug = b.Option("--debug", "Turn TLB debug mode (every hit cross-checked against a walk) on or off", ParseOnOff, "on|off");
-            var stats = b.Option("--stats", "Turn TLB statistics mode (hits counted; on in kmem) on or off", ParseOnOff, "on|off");
+            var debug = b.Option("--debug", "Turn TLB debug mode (every hit cross-checked against a walk) on or off", CliValues.ParseOnOff, "on|off");
+            var stats = b.Option("--stats", "Turn TLB statistics mode (hits counted; on in kmem) on or off", CliValues.ParseOnOff, "on|off");
             var flush = b.Flag("--flush", "flush_tlb_all() first");
             b.UsesMachine();
             return ctx =>
@@ -415,25 +415,6 @@ internal sealed class PagingCommands : ICommandModule
         }
     }
 
-    private static bool ParseOnOff(string text) => text.ToLowerInvariant() switch
-    {
-        "on" or "1" or "true" => true,
-        "off" or "0" or "false" => false,
-        _ => throw new UsageException($"'{text}' is not on or off"),
-    };
-
-    /// <summary>A length: a number with an optional K/M/G suffix.</summary>
-    private static ulong ParseLength(string text)
-    {
-        try
-        {
-            return MachineConfig.ParseSize(text);
-        }
-        catch (MachineConfigException)
-        {
-            throw new UsageException($"'{text}' is not a length (expected e.g. 64, 0x100, 4K)");
-        }
-    }
 
     private static byte[] ParseBytes(string text)
     {

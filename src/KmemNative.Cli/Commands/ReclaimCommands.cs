@@ -77,8 +77,8 @@ internal sealed class ReclaimCommands : ICommandModule
     private static (System.CommandLine.Argument<string>, System.CommandLine.Argument<ulong>, System.CommandLine.Argument<ulong>, System.CommandLine.Option<int>) FileArgs(CommandBuilder b)
     {
         var name = b.Argument("NAME", "A file from file_create: its path or its descriptor");
-        var off = b.Argument("OFF", "Byte offset in the file", ParseLength);
-        var len = b.Argument("LEN", "Bytes (a number with an optional K/M suffix)", ParseLength);
+        var off = b.Argument("OFF", "Byte offset in the file", CliValues.ParseLength);
+        var len = b.Argument("LEN", "Bytes (a number with an optional K/M suffix)", CliValues.ParseLength);
         var cpu = CpuOption(b);
         b.UsesMachine();
         return (name, off, len, cpu);
@@ -119,7 +119,7 @@ internal sealed class ReclaimCommands : ICommandModule
 
         registry.Add("kswapd", "kswapd on|off: run kswapd on a host thread (on) or only by kswapd_step (off, the deterministic default)", b =>
         {
-            var state = b.Argument("STATE", "on or off", ParseOnOff);
+            var state = b.Argument("STATE", "on or off", CliValues.ParseOnOff);
             b.UsesMachine();
             return ctx =>
             {
@@ -191,7 +191,7 @@ internal sealed class ReclaimCommands : ICommandModule
 
         registry.Add("swapon", "swapon SIZE: an emulated swap partition of SIZE bytes (its slots live in host memory)", b =>
         {
-            var size = b.Argument("SIZE", "Bytes (a number with an optional K/M/G suffix)", ParseLength);
+            var size = b.Argument("SIZE", "Bytes (a number with an optional K/M/G suffix)", CliValues.ParseLength);
             b.UsesMachine();
             return ctx =>
             {
@@ -232,7 +232,7 @@ internal sealed class ReclaimCommands : ICommandModule
 
         registry.Add("might_sleep_strict", "might_sleep_strict on|off: a blocking allocation in atomic context fails (on) instead of only being reported (off)", b =>
         {
-            var state = b.Argument("STATE", "on or off", ParseOnOff);
+            var state = b.Argument("STATE", "on or off", CliValues.ParseOnOff);
             b.UsesMachine();
             return ctx =>
             {
@@ -365,13 +365,6 @@ internal sealed class ReclaimCommands : ICommandModule
     }
 
     // ---- argument parsing ------------------------------------------------------------------------------
-
-    private static bool ParseOnOff(string text) => text switch
-    {
-        "on" or "1" => true,
-        "off" or "0" => false,
-        _ => throw new UsageException($"'{text}': expected on or off"),
-    };
 
     private static int? ParseAdj(string text) =>
         int.TryParse(text, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out int n)

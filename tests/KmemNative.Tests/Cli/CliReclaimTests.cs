@@ -126,7 +126,7 @@ public sealed class CliReclaimTests
         (string Line, string Message)[] cases =
         [
             ("drop_caches 5", "'5': drop_caches takes 1 (page cache), 2 (slab), 3 (both) or 4 (quiet)"),
-            ("kswapd maybe", "'maybe': expected on or off"),
+            ("kswapd maybe", "'maybe' is not on or off"),
             ("dcache_fill -3", "'-3' is not a valid number"),
             ("alloc_pages_bulk GFP_KERNEL -1", "'-1' is not a valid number"),
             ("oom_score_adj 4242", "no process 4242 (-ESRCH)"),
