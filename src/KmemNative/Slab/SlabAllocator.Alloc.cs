@@ -18,20 +18,29 @@ internal sealed unsafe partial class SlabAllocator<TArch>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static ulong Alloc(Cpu cpu, KmemCache s, Gfp gfp)
     {
-        byte* c = cpu.Percpu + s.CpuSlabOffset;
-        ulong obj = Ld(c);
-        ulong pa = obj - TArch.PageOffset;
-        if (pa <= s.FpLimit)
-        {
-            ulong next = Ld((byte*)(pa + s.FpHost));
-            St(c, next);
-            if ((gfp & Gfp.Zero) != 0)
-                ZeroObject(s, pa);
+        if (TryPopCpuFreelist(cpu, s, gfp, out ulong obj))
             return obj;
-        }
         if (s.SheafCapacity != 0)
             return AllocFromPcs(cpu, s, gfp);
         return Unsafe.As<SlabAllocator<TArch>>(s.Owner).AllocSlow(cpu, s, gfp, (uint)s.ObjectSize, "kmem_cache_alloc");
+    }
+
+    /// <summary>
+    /// The lockless fast path shared by kmem_cache_alloc() and kmalloc(): pop the CPU freelist's head when it is an
+    /// object of the arena (its free pointer in reach), zeroing it for __GFP_ZERO. False when the freelist is empty.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static bool TryPopCpuFreelist(Cpu cpu, KmemCache s, Gfp gfp, out ulong obj)
+    {
+        byte* c = cpu.Percpu + s.CpuSlabOffset;
+        obj = Ld(c);
+        ulong pa = obj - TArch.PageOffset;
+        if (pa > s.FpLimit)
+            return false;
+        St(c, Ld((byte*)(pa + s.FpHost)));
+        if ((gfp & Gfp.Zero) != 0)
+            ZeroObject(s, pa);
+        return true;
     }
 
     /// <summary>swab() of an unsigned long: the byte-reversed address the hardened free pointer is mixed with.</summary>

@@ -122,18 +122,7 @@ internal sealed unsafe partial class SlabAllocator<TArch>
         {
             // size - 1 < 192: the index is below 24, the table's length.
             KmemCache s = Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_smallNormal), (nint)((size - 1) >> 3));
-            byte* c = cpu.Percpu + s.CpuSlabOffset;
-            ulong obj = Ld(c);
-            ulong pa = obj - TArch.PageOffset;
-            if (pa <= s.FpLimit)
-            {
-                ulong next = Ld((byte*)(pa + s.FpHost));
-                St(c, next);
-                if ((gfp & Gfp.Zero) != 0)
-                    ZeroObject(s, pa);
-                return obj;
-            }
-            return AllocSlow(cpu, s, gfp, (uint)size, "kmalloc");
+            return TryPopCpuFreelist(cpu, s, gfp, out ulong obj) ? obj : AllocSlow(cpu, s, gfp, (uint)size, "kmalloc");
         }
         return KmallocSlow(cpu, size, gfp);
     }
@@ -148,18 +137,7 @@ internal sealed unsafe partial class SlabAllocator<TArch>
         if (size == 0)
             return SlubConst.ZeroSizePtr;
         KmemCache s = KmallocSlab(size, gfp);
-        byte* c = cpu.Percpu + s.CpuSlabOffset;
-        ulong obj = Ld(c);
-        ulong pa = obj - TArch.PageOffset;
-        if (pa <= s.FpLimit)
-        {
-            ulong next = Ld((byte*)(pa + s.FpHost));
-            St(c, next);
-            if ((gfp & Gfp.Zero) != 0)
-                ZeroObject(s, pa);
-            return obj;
-        }
-        return AllocSlow(cpu, s, gfp, (uint)size, "kmalloc");
+        return TryPopCpuFreelist(cpu, s, gfp, out ulong obj) ? obj : AllocSlow(cpu, s, gfp, (uint)size, "kmalloc");
     }
 
     /// <summary>
